@@ -1,0 +1,336 @@
+"""Experiment configs: the TOML schema, validation and ``--set`` overrides.
+
+A config is validated completely before anything runs. Unknown keys are errors, every number has
+its allowed range, and every message names the key path (``users.n_users``), the rule and the
+value. Validation is pydantic's; this module only turns its errors into one readable
+:class:`~simulator.errors.ConfigError`.
+
+Units: time is in **days** (one round = one day); rates are per day.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import ConfigError
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExperimentSection(_Section):
+    """``[experiment]``: what the run is and how many days and seeds it covers."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under results/")
+    description: str = ""
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
+    n_rounds: PosInt = Field(120, description="simulated days (one round per day)")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be unique; got {v}")
+        return v
+
+
+class CatalogSection(_Section):
+    """``[catalog]``: items (tracks) with genres, artists, embeddings, quality and a Zipf prior."""
+
+    n_items: PosInt = 5000
+    n_genres: Annotated[int, Field(ge=1, le=255)] = 12
+    n_artists: PosInt = 1000
+    embedding_dim: Annotated[int, Field(ge=1, le=512)] = 16
+    genre_size_concentration: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="Dirichlet concentration of genre sizes (large = equal genres)"
+    )
+    embedding_genre_spread: NonNegFloat = Field(
+        0.5, description="std of item embeddings around their genre centre (centres have norm 1)"
+    )
+    zipf_exponent: Annotated[float, Field(gt=0, le=5)] = Field(
+        1.0, description="prior popularity of the item of rank r is proportional to r^-s"
+    )
+    quality_popularity_corr: Annotated[float, Field(ge=-1, le=1)] = 0.3
+    head_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.2, description="share of items (by prior popularity) that form the head"
+    )
+
+
+class UsersSection(_Section):
+    """``[users]``: tastes, activity, drift and satiation of the population."""
+
+    n_users: PosInt = 10_000
+    taste_concentration: Annotated[float, Field(gt=0)] = Field(
+        0.3, description="Dirichlet alpha of genre tastes (small = few favourite genres)"
+    )
+    embedding_taste_noise: NonNegFloat = Field(
+        0.5, description="std of a user's embedding around the taste-weighted genre centre"
+    )
+    activity_median: Annotated[float, Field(gt=0, le=50)] = Field(
+        0.7, description="median sessions per day (lognormal across users)"
+    )
+    activity_sigma: NonNegFloat = Field(1.0, description="sigma of log activity")
+    alternating_share: Fraction = Field(
+        0.2, description="share of users whose interest alternates between two genres"
+    )
+    alternating_mass: Fraction = Field(0.9, description="taste mass on the two genres")
+    alternating_split: Annotated[float, Field(gt=0.5, lt=1)] = Field(
+        0.7, description="the favoured genre's share of that mass (70/30 <-> 30/70)"
+    )
+    alternating_period_days: PosInt = Field(14, description="days between swaps")
+    drift_sigma: NonNegFloat = Field(
+        0.0, description="daily log-normal random-walk step of stable users' tastes"
+    )
+    satiation_strength: NonNegFloat = Field(
+        0.0, description="relevance logit drop per unit of genre satiation (0 = off)"
+    )
+    satiation_recovery_days: Annotated[float, Field(gt=0)] = Field(
+        3.0, description="e-folding time of satiation recovery"
+    )
+
+
+class RelevanceSection(_Section):
+    """``[relevance]``: true relevance r(u, i) = sigmoid(b0 + bg log(G theta_ug) + be <U,V> + bq q)."""
+
+    intercept: float = -2.0
+    genre_weight: NonNegFloat = 1.0
+    embedding_weight: NonNegFloat = 1.0
+    quality_weight: NonNegFloat = 0.5
+    taste_floor: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1e-3, description="added to genre shares before the log (keeps r > 0)"
+    )
+
+
+class HistorySection(_Section):
+    """``[history]``: the organic, pre-system streams the first model is trained on."""
+
+    days: Annotated[int, Field(ge=0, le=365)] = Field(30, description="days before day 0")
+    streams_per_session: Annotated[float, Field(gt=0, le=100)] = 2.0
+    popularity_exponent: NonNegFloat = Field(
+        0.0, description="organic streams drawn prop. to r(u,i) * prior_i^exponent"
+    )
+
+
+class ClickModelSection(_Section):
+    """``[click_model]``: how users examine and click a slate."""
+
+    type: Literal["pbm", "cascade"] = "pbm"
+    eta: Annotated[float, Field(ge=0, le=10)] = Field(
+        1.0, description="PBM examination 1/(k+1)^eta at 0-based position k"
+    )
+    examination: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        None, description="explicit PBM examination per position (overrides eta)"
+    )
+
+
+class SimulationSection(_Section):
+    """``[simulation]``: slates, retraining cadence, log."""
+
+    slate_size: PosInt = 10
+    retrain_every_days: PosInt = 1
+    train_window_days: PosInt = 30
+    log_fraction: Fraction = Field(1.0, description="share of sessions written to the Parquet log")
+
+
+class MetricsSection(_Section):
+    """``[metrics]``: windows and samples of the metric trackers."""
+
+    window_days: PosInt = Field(7, description="window of exposure metrics (gini, coverage, ...)")
+    user_window_days: PosInt = Field(14, description="window of per-user diversity metrics")
+    n_tracked_users: Annotated[int, Field(ge=2)] = Field(
+        200, description="users whose trajectories go to users.parquet (and homogenization)"
+    )
+    cdi_threshold: Annotated[float, Field(gt=0, le=1)] = 0.01
+    genre_loss_threshold: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    regret: bool = Field(True, description="compute the oracle slate each round for regret")
+    regret_users: Annotated[int, Field(ge=0)] = Field(
+        1000,
+        description="active users sampled per round for regret (0 = all; the oracle "
+        "slate costs a full user x item pass)",
+    )
+
+
+class PolicySpec(_Section):
+    """One entry of ``[policies.<label>]``: ``type`` (registry name) plus its hyperparameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Intervention(_Section):
+    """``[[interventions]]``: at day ``day``, set ``param`` of policy ``policy`` to ``value``."""
+
+    day: Annotated[int, Field(ge=0)]
+    policy: str
+    param: str
+    value: Any
+
+
+class ExperimentConfig(_Section):
+    """The whole, validated experiment config."""
+
+    experiment: ExperimentSection
+    catalog: CatalogSection = CatalogSection()
+    users: UsersSection = UsersSection()
+    relevance: RelevanceSection = RelevanceSection()
+    history: HistorySection = HistorySection()
+    click_model: ClickModelSection = ClickModelSection()
+    simulation: SimulationSection = SimulationSection()
+    metrics: MetricsSection = MetricsSection()
+    policies: dict[str, PolicySpec] = Field(min_length=1)
+    interventions: list[Intervention] = []
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _default_type(cls, v: Any) -> Any:
+        # ``[policies.greedy]`` with no ``type`` means ``type = "greedy"``.
+        if isinstance(v, dict):
+            return {k: ({"type": k} | dict(s)) if isinstance(s, dict) else s for k, s in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        k = self.simulation.slate_size
+        if k > self.catalog.n_items:
+            raise ValueError(
+                f"simulation.slate_size must be <= catalog.n_items ({self.catalog.n_items}); got {k}"
+            )
+        exam = self.click_model.examination
+        if exam is not None and len(exam) != k:
+            raise ValueError(
+                f"click_model.examination must have slate_size = {k} entries; got {len(exam)}"
+            )
+        if self.metrics.n_tracked_users > self.users.n_users:
+            raise ValueError(
+                f"metrics.n_tracked_users must be <= users.n_users ({self.users.n_users}); "
+                f"got {self.metrics.n_tracked_users}"
+            )
+        for i, iv in enumerate(self.interventions):
+            if iv.policy not in self.policies:
+                raise ValueError(
+                    f"interventions[{i}].policy must be one of {sorted(self.policies)}; "
+                    f"got {iv.policy!r}{_suggest(iv.policy, self.policies)}"
+                )
+        return self
+
+
+def _suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_errors(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+            parent = _model_at(ExperimentConfig, e["loc"][:-1])
+            if parent is not None:
+                msg += _suggest(str(e["loc"][-1]), parent.model_fields)
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and e["type"] not in {"model_type", "dict_type"}:
+            msg += f"; got {e['input']!r}"
+        lines.append(f"  {loc or '<root>'}: {msg}")
+    return ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    """Validate a config mapping.
+
+    Raises
+    ------
+    ConfigError
+        Listing every invalid key with its rule and value.
+    """
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise _format_errors(err, source) from None
+    from simulator.policies import make_policy  # late import: policies depend on this module
+
+    for label, spec in cfg.policies.items():
+        make_policy(spec.type, label, **spec.params)
+    return cfg
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value``; the value is read as a TOML literal, else as a plain string.
+
+    Raises
+    ------
+    ConfigError
+        If ``item`` has no ``=`` or an empty key.
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set expects key.path=value; got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.path=value`` override applied."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a table")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate a TOML experiment config.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, malformed TOML, or any invalid key (named in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"malformed TOML in {path}: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text: {err}") from None
+    return parse_config(apply_overrides(data, overrides or []), source=str(path))

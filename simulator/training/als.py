@@ -1,0 +1,117 @@
+"""Implicit-feedback matrix factorisation (weighted ALS), vectorised over all users at once.
+
+The greedy policy's relevance model. Each half-step solves, for every user ``u`` at once,
+
+    (YᵀY + Yᵀ(C_u − I)Y + λI) x_u = YᵀC_u p_u
+
+with confidence ``c_ui = 1 + alpha·n_ui`` (``n_ui`` streams of item ``i``) and preference
+``p_ui = 1[n_ui > 0]`` (Hu, Koren & Volinsky 2008, Eq. 3–4), by a few conjugate-gradient steps
+warm-started from the previous factors (Takács, Pilászy & Tikk 2011). The matrix–vector product
+uses only the sparse stream matrix, so a step costs O(nnz·k + n·k²); no per-user Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class ImplicitALS:
+    """Weighted ALS for implicit feedback.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension k.
+    regularization : float
+        L2 penalty λ on user and item factors.
+    alpha : float
+        Confidence slope: ``c = 1 + alpha · streams``.
+    cg_steps : int
+        Conjugate-gradient steps per half-iteration.
+    init_scale : float
+        Std of the initial random factors.
+
+    Attributes
+    ----------
+    user_factors_ : ndarray of shape (n_users, k), float32
+    item_factors_ : ndarray of shape (n_items, k), float32
+    """
+
+    factors: int = 32
+    regularization: float = 0.1
+    alpha: float = 20.0
+    cg_steps: int = 3
+    init_scale: float = 0.01
+    user_factors_: np.ndarray | None = field(default=None, repr=False)
+    item_factors_: np.ndarray | None = field(default=None, repr=False)
+
+    def init(self, n_users: int, n_items: int, rng: np.random.Generator) -> None:
+        """Draw fresh random factors."""
+        k = self.factors
+        self.user_factors_ = (rng.standard_normal((n_users, k)) * self.init_scale).astype(
+            np.float32
+        )
+        self.item_factors_ = (rng.standard_normal((n_items, k)) * self.init_scale).astype(
+            np.float32
+        )
+
+    def fit(self, counts: sp.csr_matrix, iterations: int) -> None:
+        """Run ``iterations`` alternating sweeps from the current factors.
+
+        Parameters
+        ----------
+        counts : scipy.sparse.csr_matrix of shape (n_users, n_items)
+            Stream counts ``n_ui`` in the training window.
+        iterations : int
+            Number of (users, items) sweeps.
+        """
+        assert self.user_factors_ is not None and self.item_factors_ is not None, "call init()"
+        cui = counts.tocsr().astype(np.float32)
+        cui.data *= np.float32(self.alpha)  # c - 1
+        ciu = cui.T.tocsr()
+        for _ in range(iterations):
+            self.user_factors_ = self._solve(cui, self.item_factors_, self.user_factors_)
+            self.item_factors_ = self._solve(ciu, self.user_factors_, self.item_factors_)
+
+    def _solve(self, c1: sp.csr_matrix, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """A few CG steps on every row's normal equations at once."""
+        k = y.shape[1]
+        gram = (y.T @ y).astype(np.float64) + self.regularization * np.eye(k)
+        gram = gram.astype(np.float32)
+        rows = np.repeat(np.arange(c1.shape[0]), np.diff(c1.indptr))
+        cols = c1.indices
+        conf = sp.csr_matrix((c1.data + 1.0, cols, c1.indptr), shape=c1.shape)
+        b = conf @ y  # Σ_i c_ui y_i  (p_ui = 1 on the support)
+
+        def matvec(p: np.ndarray) -> np.ndarray:
+            dots = np.einsum("nk,nk->n", p[rows], y[cols])
+            weighted = sp.csr_matrix((c1.data * dots, cols, c1.indptr), shape=c1.shape)
+            return p @ gram + weighted @ y
+
+        x = x.copy()
+        r = b - matvec(x)
+        p = r.copy()
+        rs_old = np.einsum("nk,nk->n", r, r)
+        for _ in range(self.cg_steps):
+            ap = matvec(p)
+            denom = np.einsum("nk,nk->n", p, ap)
+            step = np.divide(rs_old, denom, out=np.zeros_like(rs_old), where=denom > 1e-20)
+            x += step[:, None] * p
+            r -= step[:, None] * ap
+            rs_new = np.einsum("nk,nk->n", r, r)
+            beta = np.divide(rs_new, rs_old, out=np.zeros_like(rs_new), where=rs_old > 1e-20)
+            p = r + beta[:, None] * p
+            rs_old = rs_new
+        return x.astype(np.float32, copy=False)
+
+
+def stream_counts(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Sparse (n_users, n_items) float32 matrix of stream counts (duplicates summed)."""
+    data = np.ones(user.size, dtype=np.float32)
+    m = sp.csr_matrix((data, (user, item)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    return m
