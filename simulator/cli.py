@@ -37,9 +37,7 @@ def _parse_list(text: str | None, what: str) -> list[str] | None:
 
 @app.command()
 def run(
-    config: Annotated[
-        Path, typer.Argument(help="experiment TOML, e.g. experiments/music_collapse.toml")
-    ],
+    config: Annotated[Path, typer.Argument(help="experiment TOML, e.g. experiments/music_collapse.toml")],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="override a config key: key.path=value (repeatable)"),
@@ -47,12 +45,8 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="results folder (default results/<experiment>/<run>)")
     ] = None,
-    run_name: Annotated[
-        str, typer.Option("--run", help="run name under results/<experiment>/")
-    ] = "default",
-    seeds: Annotated[
-        str | None, typer.Option(help="comma-separated seeds (overrides the config)")
-    ] = None,
+    run_name: Annotated[str, typer.Option("--run", help="run name under results/<experiment>/")] = "default",
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (overrides the config)")] = None,
     policies: Annotated[
         str | None, typer.Option(help="comma-separated policy labels to run (subset of the config)")
     ] = None,
@@ -75,9 +69,7 @@ def run(
         if wanted is not None:
             unknown = [p for p in wanted if p not in cfg.policies]
             if unknown:
-                raise RecloopError(
-                    f"--policies: {unknown} not in the config's policies {list(cfg.policies)}"
-                )
+                raise RecloopError(f"--policies: {unknown} not in the config's policies {list(cfg.policies)}")
             cfg = cfg.model_copy(update={"policies": {p: cfg.policies[p] for p in wanted}})
         _validate_policies(cfg)
         run_dir = out or Path("results") / cfg.experiment.name / run_name

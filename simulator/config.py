@@ -11,6 +11,7 @@ Units: time is in **days** (one round = one day); rates are per day.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,8 +33,10 @@ class ExperimentSection(_Section):
     """``[experiment]``: what the run is and how many days and seeds it covers."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under results/")
-    description: str = ""
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
+    description: str = Field("", description="scenario text for the report")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0], min_length=1, description="one run per seed and policy (unique, >= 0)"
+    )
     n_rounds: PosInt = Field(120, description="simulated days (one round per day)")
 
     @field_validator("seeds")
@@ -47,10 +50,12 @@ class ExperimentSection(_Section):
 class CatalogSection(_Section):
     """``[catalog]``: items (tracks) with genres, artists, embeddings, quality and a Zipf prior."""
 
-    n_items: PosInt = 5000
-    n_genres: Annotated[int, Field(ge=1, le=255)] = 12
-    n_artists: PosInt = 1000
-    embedding_dim: Annotated[int, Field(ge=1, le=512)] = 16
+    n_items: PosInt = Field(5000, description="tracks in the catalog")
+    n_genres: Annotated[int, Field(ge=1, le=255)] = Field(12, description="genres")
+    n_artists: PosInt = Field(1000, description="artists (each in one genre)")
+    embedding_dim: Annotated[int, Field(ge=1, le=512)] = Field(
+        16, description="dimension of user and item embeddings"
+    )
     genre_size_concentration: Annotated[float, Field(gt=0)] = Field(
         5.0, description="Dirichlet concentration of genre sizes (large = equal genres)"
     )
@@ -60,7 +65,9 @@ class CatalogSection(_Section):
     zipf_exponent: Annotated[float, Field(gt=0, le=5)] = Field(
         1.0, description="prior popularity of the item of rank r is proportional to r^-s"
     )
-    quality_popularity_corr: Annotated[float, Field(ge=-1, le=1)] = 0.3
+    quality_popularity_corr: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.3, description="correlation of item quality with log prior popularity"
+    )
     head_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
         0.2, description="share of items (by prior popularity) that form the head"
     )
@@ -69,7 +76,7 @@ class CatalogSection(_Section):
 class UsersSection(_Section):
     """``[users]``: tastes, activity, drift and satiation of the population."""
 
-    n_users: PosInt = 10_000
+    n_users: PosInt = Field(10_000, description="users (listeners)")
     taste_concentration: Annotated[float, Field(gt=0)] = Field(
         0.3, description="Dirichlet alpha of genre tastes (small = few favourite genres)"
     )
@@ -102,10 +109,10 @@ class UsersSection(_Section):
 class RelevanceSection(_Section):
     """``[relevance]``: true relevance r(u, i) = sigmoid(b0 + bg log(G theta_ug) + be <U,V> + bq q)."""
 
-    intercept: float = -2.0
-    genre_weight: NonNegFloat = 1.0
-    embedding_weight: NonNegFloat = 1.0
-    quality_weight: NonNegFloat = 0.5
+    intercept: float = Field(-2.0, description="b0, the logit of an average item")
+    genre_weight: NonNegFloat = Field(1.0, description="bg, weight of log genre taste")
+    embedding_weight: NonNegFloat = Field(1.0, description="be, weight of <U_u, V_i>")
+    quality_weight: NonNegFloat = Field(0.5, description="bq, weight of item quality")
     taste_floor: Annotated[float, Field(gt=0, lt=1)] = Field(
         1e-3, description="added to genre shares before the log (keeps r > 0)"
     )
@@ -115,7 +122,9 @@ class HistorySection(_Section):
     """``[history]``: the organic, pre-system streams the first model is trained on."""
 
     days: Annotated[int, Field(ge=0, le=365)] = Field(30, description="days before day 0")
-    streams_per_session: Annotated[float, Field(gt=0, le=100)] = 2.0
+    streams_per_session: Annotated[float, Field(gt=0, le=100)] = Field(
+        2.0, description="mean organic streams per active day (Poisson)"
+    )
     popularity_exponent: NonNegFloat = Field(
         0.0, description="organic streams drawn prop. to r(u,i) * prior_i^exponent"
     )
@@ -124,7 +133,7 @@ class HistorySection(_Section):
 class ClickModelSection(_Section):
     """``[click_model]``: how users examine and click a slate."""
 
-    type: Literal["pbm", "cascade"] = "pbm"
+    type: Literal["pbm", "cascade"] = Field("pbm", description="position-based model or cascade model")
     eta: Annotated[float, Field(ge=0, le=10)] = Field(
         1.0, description="PBM examination 1/(k+1)^eta at 0-based position k"
     )
@@ -136,9 +145,9 @@ class ClickModelSection(_Section):
 class SimulationSection(_Section):
     """``[simulation]``: slates, retraining cadence, log."""
 
-    slate_size: PosInt = 10
-    retrain_every_days: PosInt = 1
-    train_window_days: PosInt = 30
+    slate_size: PosInt = Field(10, description="K, items per slate (<= catalog.n_items)")
+    retrain_every_days: PosInt = Field(1, description="retrain cadence of model policies")
+    train_window_days: PosInt = Field(30, description="days of log a retrain sees")
     log_fraction: Fraction = Field(1.0, description="share of sessions written to the Parquet log")
 
 
@@ -150,8 +159,12 @@ class MetricsSection(_Section):
     n_tracked_users: Annotated[int, Field(ge=2)] = Field(
         200, description="users whose trajectories go to users.parquet (and homogenization)"
     )
-    cdi_threshold: Annotated[float, Field(gt=0, le=1)] = 0.01
-    genre_loss_threshold: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    cdi_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.01, description="CDI counts items shown to at least this share of active users"
+    )
+    genre_loss_threshold: Annotated[float, Field(gt=0, lt=0.5)] = Field(
+        0.05, description="alt_genre_loss: a genre is lost below this share of the shown items"
+    )
     regret: bool = Field(True, description="compute the oracle slate each round for regret")
     regret_users: Annotated[int, Field(ge=0)] = Field(
         1000,
@@ -211,9 +224,7 @@ class ExperimentConfig(_Section):
             )
         exam = self.click_model.examination
         if exam is not None and len(exam) != k:
-            raise ValueError(
-                f"click_model.examination must have slate_size = {k} entries; got {len(exam)}"
-            )
+            raise ValueError(f"click_model.examination must have slate_size = {k} entries; got {len(exam)}")
         if self.metrics.n_tracked_users > self.users.n_users:
             raise ValueError(
                 f"metrics.n_tracked_users must be <= users.n_users ({self.users.n_users}); "
@@ -334,3 +345,42 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     except UnicodeDecodeError as err:
         raise ConfigError(f"config {path} is not UTF-8 text: {err}") from None
     return parse_config(apply_overrides(data, overrides or []), source=str(path))
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    if text:
+        return {"str": "text", "bool": "true / false", "float": "number", "int": "integer"}.get(text, text)
+    text = str(annotation)
+    if "Literal" in text:
+        return " or ".join(re.findall(r"'([^']+)'", text))
+    if text.startswith("list[") and "int" in text:
+        return "list of integers >= 0"
+    if "list[" in text and "float" in text:
+        return "list of numbers in (0, 1], or absent"
+    return text.replace("typing.", "")
+
+
+def config_reference() -> str:
+    """The config reference as Markdown tables (one per section), from the schema itself."""
+    sections = [
+        (name, field.annotation)
+        for name, field in ExperimentConfig.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ]
+    out = []
+    for name, model in sections:
+        doc = (model.__doc__ or "").strip().splitlines()[0].split(": ", 1)[-1]
+        out.append(f"**`[{name}]`** — {doc}\n")
+        out.append("| key | default | allowed | meaning |\n| --- | --- | --- | --- |")
+        for key, f in model.model_fields.items():
+            rules = []
+            for m in f.metadata:
+                for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                    if getattr(m, attr, None) is not None:
+                        rules.append(f"{sym} {getattr(m, attr)}")
+            allowed = ", ".join(rules) or _type_name(f.annotation)
+            default = "required" if f.is_required() else f"`{f.default!r}`"
+            out.append(f"| `{key}` | {default} | {allowed} | {f.description or ''} |")
+        out.append("")
+    return "\n".join(out)

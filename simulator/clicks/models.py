@@ -117,9 +117,7 @@ class PositionBasedModel:
         """Examination probability per position, shape (k,), float32."""
         if self.examination is not None:
             if len(self.examination) != k:
-                raise ValidationError(
-                    f"examination has {len(self.examination)} positions; the slate has {k}"
-                )
+                raise ValidationError(f"examination has {len(self.examination)} positions; the slate has {k}")
             return np.asarray(self.examination, dtype=np.float32)
         return pbm_examination(k, self.eta)
 

@@ -74,9 +74,7 @@ class RecloopModel(mesa.Model):
 
         # World: identical for every policy of this seed (its own streams).
         self.catalog = make_catalog(config.catalog, stream(seed, "catalog"))
-        self.population = make_population(
-            config.users, config.relevance, self.catalog, stream(seed, "users")
-        )
+        self.population = make_population(config.users, config.relevance, self.catalog, stream(seed, "users"))
         self.rng_sessions = stream(seed, "sessions")
         self.rng_drift = stream(seed, "drift")
         self.rng_clicks = stream(seed, "clicks")
@@ -84,9 +82,7 @@ class RecloopModel(mesa.Model):
         self.rng_regret = stream(seed, "regret")
         cm = config.click_model
         self.click_model = (
-            make_click_model(
-                "pbm", eta=cm.eta, examination=tuple(cm.examination) if cm.examination else None
-            )
+            make_click_model("pbm", eta=cm.eta, examination=tuple(cm.examination) if cm.examination else None)
             if cm.type == "pbm"
             else make_click_model(cm.type)
         )
@@ -183,9 +179,7 @@ class RecloopModel(mesa.Model):
         self.day = day + 1
 
     def _log(self, day, t, users, slate, feedback) -> None:
-        self.window.add_round(
-            day, users, slate.items, feedback.clicks, slate.pscore, feedback.examination
-        )
+        self.window.add_round(day, users, slate.items, feedback.clicks, slate.pscore, feedback.examination)
         if self.log is not None:
             self.log.append(
                 day,

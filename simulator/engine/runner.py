@@ -137,9 +137,7 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
     policy, seed = model.policy_label, model.seed
     mv = model.datacollector.get_model_vars_dataframe()
     mv.index = np.arange(len(mv), dtype=np.int32)
-    long = mv.reset_index(names="round").melt(
-        id_vars="round", var_name="metric", value_name="value"
-    )
+    long = mv.reset_index(names="round").melt(id_vars="round", var_name="metric", value_name="value")
     long["time"] = long["round"].astype(np.float64) + 0.5
     long["policy"], long["seed"] = policy, np.int64(seed)
     long = long[["round", "time", "policy", "seed", "metric", "value"]]
@@ -158,9 +156,7 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
                     "round": np.int32(snap["round"]),
                     "time": np.float64(snap["time"]),
                     "user_id": np.repeat(tracked.astype(np.int32), g),
-                    "kind": np.repeat(
-                        np.where(pop.alternating[tracked], "alternating", "stable"), g
-                    ),
+                    "kind": np.repeat(np.where(pop.alternating[tracked], "alternating", "stable"), g),
                     "genre_a": np.repeat(pop.genre_a[tracked], g),
                     "genre_b": np.repeat(pop.genre_b[tracked], g),
                     "genre": np.tile(np.arange(g, dtype=np.int16), s),
@@ -267,6 +263,7 @@ def run_experiment(
     workers: int = 1,
     progress: bool = True,
     on_cell: Callable[[Cell], None] | None = None,
+    figures: bool = True,
 ) -> RunResult:
     """Run (or resume) every cell, then merge tables and draw figures and the report.
 
@@ -279,6 +276,8 @@ def run_experiment(
         Processes for the cells (1 = in this process).
     progress : bool
         Show a tqdm bar over cells.
+    figures : bool
+        Draw the figures and the report (off in tests that only check tables).
 
     Raises
     ------
@@ -326,13 +325,15 @@ def run_experiment(
         bar.close()
 
     merge_cells(run_dir, cells)
-    from simulator.plotting import plot_run
-    from simulator.report import write_report
+    drawn: list[Path] = []
+    if figures:
+        from simulator.plotting import plot_run
+        from simulator.report import write_report
 
-    figures = plot_run(run_dir)
-    write_report(run_dir)
+        drawn = plot_run(run_dir)
+        write_report(run_dir, figures=drawn)
     _write_manifest(run_dir, config, cells, status="complete")
-    return RunResult(run_dir, cells, todo, figures)
+    return RunResult(run_dir, cells, todo, drawn)
 
 
 def _run_pool(data, todo, run_dir, workers, bar, on_cell) -> None:
@@ -366,9 +367,7 @@ def merge_cells(run_dir: Path, cells: list[Cell]) -> None:
         write_parquet(run_dir / f"{name}.parquet", pd.concat(frames, ignore_index=True))
 
 
-def _write_manifest(
-    run_dir: Path, config: ExperimentConfig, cells: list[Cell], status: str
-) -> None:
+def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], status: str) -> None:
     atomic_write_json(
         run_dir / "manifest.json",
         {

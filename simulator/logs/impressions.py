@@ -123,9 +123,7 @@ class ImpressionLogWriter:
         cols = {name: np.concatenate([b[name] for b in self._buffer]) for name in self._buffer[0]}
         n = cols["round"].size
         arrays = [pa.array(cols[f.name], type=f.type) for f in LOG_SCHEMA if f.name != "policy"]
-        arrays.append(
-            pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.policy]).cast(pa.string())
-        )
+        arrays.append(pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.policy]).cast(pa.string()))
         table = pa.Table.from_arrays(arrays, schema=LOG_SCHEMA)
         write_parquet(self.directory / f"part-{self._part:05d}.parquet", table)
         self._part += 1

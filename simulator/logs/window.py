@@ -91,9 +91,7 @@ class LogWindow:
             self._chunks.popleft()
 
     def _cat(self, name: str, clicks_only: bool) -> np.ndarray:
-        parts = [
-            getattr(c, name)[c.click] if clicks_only else getattr(c, name) for c in self._chunks
-        ]
+        parts = [getattr(c, name)[c.click] if clicks_only else getattr(c, name) for c in self._chunks]
         return np.concatenate(parts) if parts else np.empty(0)
 
     def streams(self) -> tuple[np.ndarray, np.ndarray]:

@@ -106,9 +106,7 @@ def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
 
 
 def _fraction(name: str, value: object, *, low_open: bool = False) -> float:
-    ok_type = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool
-    )
+    ok_type = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     rule = "(0, 1]" if low_open else "[0, 1]"
     if not ok_type:
         raise ValidationError(f"{name} must be a float in {rule}; got {value!r}")
@@ -322,9 +320,7 @@ def coverage_from_counts(counts: np.ndarray) -> float:
     return float(np.count_nonzero(c > 0)) / c.size
 
 
-def catalog_diversity_index(
-    reach: np.ndarray, n_active_users: int, threshold: float = 0.01
-) -> float:
+def catalog_diversity_index(reach: np.ndarray, n_active_users: int, threshold: float = 0.01) -> float:
     """Catalog diversity index (CDI): fraction of the catalog recommended to >= 1% of users.
 
     Parameters
@@ -371,9 +367,7 @@ def catalog_diversity_index(
     n_users = _count_arg("n_active_users", n_active_users, minimum=0)
     tau = _fraction("threshold", threshold)
     if r.max() > n_users:
-        raise ValidationError(
-            f"reach must be <= n_active_users ({n_users}); got max {r.max().item()!r}"
-        )
+        raise ValidationError(f"reach must be <= n_active_users ({n_users}); got max {r.max().item()!r}")
     if n_users == 0:
         return 0.0
     min_reach = max(1, _ceil_tol(tau * n_users))
@@ -555,9 +549,7 @@ def normalized_entropy(counts: np.ndarray) -> np.ndarray:
     c = _numeric("counts", counts)
     _ndim("counts", c, 2, "(n_users, n_genres)")
     if c.shape[1] == 0:
-        raise ValidationError(
-            f"counts must have n_genres >= 1 columns; got shape {_shape_text(c.shape)}"
-        )
+        raise ValidationError(f"counts must have n_genres >= 1 columns; got shape {_shape_text(c.shape)}")
     _finite("counts", c)
     _non_negative("counts", c)
     c = c.astype(np.float64, copy=False)
@@ -630,8 +622,7 @@ def intra_list_diversity(
     n_items = v.shape[0]
     if ids.size and (ids.min() < 0 or ids.max() >= n_items):
         raise ValidationError(
-            f"items must be ids in [0, {n_items}); got min {ids.min().item()} "
-            f"and max {ids.max().item()}"
+            f"items must be ids in [0, {n_items}); got min {ids.min().item()} and max {ids.max().item()}"
         )
 
     norms = np.sqrt(np.einsum("ij,ij->i", v, v, dtype=np.float64))

@@ -188,8 +188,6 @@ def set_param(policy: Any, param: str, value: Any, label: str = "") -> None:
     if param not in params:
         close = difflib.get_close_matches(param, params, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(
-            f"policy {label!r} has no parameter {param!r}{hint}; has {sorted(params)}"
-        )
+        raise ConfigError(f"policy {label!r} has no parameter {param!r}{hint}; has {sorted(params)}")
     checked = make_policy(policy.registry_name, label, **{**params, param: value})
     setattr(policy, param, getattr(checked, param))

@@ -7,9 +7,7 @@ import numpy as np
 from simulator.policies.base import PolicyBase, Slate, WorldView, policy_dataclass, register
 
 
-def sample_without_replacement(
-    n_rows: int, n_items: int, k: int, rng: np.random.Generator
-) -> np.ndarray:
+def sample_without_replacement(n_rows: int, n_items: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """``k`` distinct uniform items per row, in uniformly random order.
 
     Loops over the ``k`` slots (never over rows): each slot draws for all rows at once and

@@ -62,7 +62,7 @@ class GreedyPolicy(PolicyBase):
     regularization: Annotated[float, Field(gt=0)] = 0.1
     alpha: Annotated[float, Field(gt=0)] = 20.0
     iterations: Annotated[int, Field(ge=1)] = 10
-    warm_iterations: Annotated[int, Field(ge=1)] = 2
+    warm_iterations: Annotated[int, Field(ge=1)] = 1
     cg_steps: Annotated[int, Field(ge=1, le=50)] = 3
 
     def reset(self, world: WorldView, rng: np.random.Generator) -> None:

@@ -52,12 +52,8 @@ class ImplicitALS:
     def init(self, n_users: int, n_items: int, rng: np.random.Generator) -> None:
         """Draw fresh random factors."""
         k = self.factors
-        self.user_factors_ = (rng.standard_normal((n_users, k)) * self.init_scale).astype(
-            np.float32
-        )
-        self.item_factors_ = (rng.standard_normal((n_items, k)) * self.init_scale).astype(
-            np.float32
-        )
+        self.user_factors_ = (rng.standard_normal((n_users, k)) * self.init_scale).astype(np.float32)
+        self.item_factors_ = (rng.standard_normal((n_items, k)) * self.init_scale).astype(np.float32)
 
     def fit(self, counts: sp.csr_matrix, iterations: int) -> None:
         """Run ``iterations`` alternating sweeps from the current factors.
@@ -82,14 +78,18 @@ class ImplicitALS:
         k = y.shape[1]
         gram = (y.T @ y).astype(np.float64) + self.regularization * np.eye(k)
         gram = gram.astype(np.float32)
-        rows = np.repeat(np.arange(c1.shape[0]), np.diff(c1.indptr))
+        per_row = np.diff(c1.indptr)
         cols = c1.indices
         conf = sp.csr_matrix((c1.data + 1.0, cols, c1.indptr), shape=c1.shape)
         b = conf @ y  # Σ_i c_ui y_i  (p_ui = 1 on the support)
 
+        y_nnz = y[cols]  # y is fixed during the half-step: gather its rows once
+        weighted = sp.csr_matrix((c1.data.copy(), cols, c1.indptr), shape=c1.shape)
+
         def matvec(p: np.ndarray) -> np.ndarray:
-            dots = np.einsum("nk,nk->n", p[rows], y[cols])
-            weighted = sp.csr_matrix((c1.data * dots, cols, c1.indptr), shape=c1.shape)
+            # p repeated along each row's support == p[rows], but a contiguous copy is faster
+            dots = np.einsum("nk,nk->n", np.repeat(p, per_row, axis=0), y_nnz)
+            np.multiply(c1.data, dots, out=weighted.data)
             return p @ gram + weighted @ y
 
         x = x.copy()

@@ -218,11 +218,7 @@ def test_normalized_entropy_single_genre():
 
 
 @settings(max_examples=50, deadline=None)
-@given(
-    hnp.arrays(
-        np.int64, st.tuples(st.integers(1, 8), st.integers(1, 6)), elements=st.integers(0, 50)
-    )
-)
+@given(hnp.arrays(np.int64, st.tuples(st.integers(1, 8), st.integers(1, 6)), elements=st.integers(0, 50)))
 def test_normalized_entropy_in_unit_interval(counts):
     h = normalized_entropy(counts)
     ok = ~np.isnan(h)
