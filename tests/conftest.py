@@ -10,7 +10,7 @@ from simulator.config import ExperimentConfig, parse_config
 
 
 def tiny_config_data(**sections: Any) -> dict[str, Any]:
-    """A small, valid config mapping; keyword arguments replace or extend sections."""
+    """A small, valid config mapping; keyword arguments extend sections (``policies`` replaces)."""
     data: dict[str, Any] = {
         "experiment": {"name": "tiny", "n_rounds": 12, "seeds": [0]},
         "catalog": {"n_items": 300, "n_genres": 6, "n_artists": 60, "embedding_dim": 8},
@@ -21,7 +21,8 @@ def tiny_config_data(**sections: Any) -> dict[str, Any]:
         "policies": {"greedy": {"factors": 8}, "random": {}},
     }
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        merge = isinstance(value, dict) and key != "policies"  # policies are replaced whole
+        data[key] = {**data.get(key, {}), **value} if merge else value
     return data
 
 

@@ -1,0 +1,122 @@
+"""Throughput of one simulation cell: user-rounds per second and peak memory, per stage.
+
+    python benchmarks/throughput.py                      # greedy at 10k x 5k and 100k x 10k
+    python benchmarks/throughput.py --sizes 10000x5000 --policy random --rounds 20
+
+A "user-round" is one active user served one slate in one round, including everything a round
+does (sessions, recommend, clicks, user updates, window + Parquet log, metrics, retraining). The
+first (initial) fit on the pre-system history is timed separately as setup. Peak memory is the
+process's maximum resident set size (``resource.getrusage``), so run one size per process for a
+clean number (the script re-executes itself per size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+
+def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: bool) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from simulator.config import parse_config
+    from simulator.engine import model as engine
+
+    cfg = parse_config(
+        {
+            "experiment": {"name": "bench", "n_rounds": rounds, "seeds": [0]},
+            "users": {"n_users": n_users},
+            "catalog": {"n_items": n_items},
+            "simulation": {"log_fraction": 0.1},
+            "metrics": {"regret": regret, "n_tracked_users": 200},
+            "policies": {policy: {}},
+        }
+    )
+    stage = defaultdict(float)
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            stage[name] += time.perf_counter() - t
+            return out
+
+        return wrapper
+
+    with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        model = engine.RecloopModel(cfg, policy, 0, log_dir=Path(tmp))
+        model.policy.fit(model.window)  # the initial fit on the history is setup, not a round
+        setup = time.perf_counter() - t0
+        model.policy.fit = timed("retrain", model.policy.fit)
+        model.policy.recommend = timed("recommend", model.policy.recommend)
+        model.population.relevance = timed("relevance", model.population.relevance)
+        # frozen dataclass: patch the instance attribute anyway (benchmark instrumentation only)
+        object.__setattr__(model.click_model, "simulate", timed("clicks", model.click_model.simulate))
+        model.tracker.update = timed("metrics", model.tracker.update)
+        model._oracle_utility = timed("regret (oracle slate)", model._oracle_utility)
+        model._log = timed("log", model._log)
+        model.population.advance = timed("taste drift", model.population.advance)
+        t1 = time.perf_counter()
+        model.run()
+        wall = time.perf_counter() - t1
+    mv = model.datacollector.get_model_vars_dataframe()
+    user_rounds = float(mv["n_active"].sum())
+    return {
+        "size": f"{n_users}x{n_items}",
+        "policy": policy,
+        "rounds": rounds,
+        "setup_s": round(setup, 2),
+        "run_s": round(wall, 2),
+        "user_rounds": int(user_rounds),
+        "user_rounds_per_s": round(user_rounds / wall),
+        "stages_s": {k: round(v, 2) for k, v in sorted(stage.items(), key=lambda kv: -kv[1])},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="10000x5000,100000x10000", help="USERSxITEMS,...")
+    ap.add_argument("--policy", default="greedy")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--no-regret", action="store_true", help="skip the per-round oracle slate")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        n, m = (int(x) for x in args.one.split("x"))
+        print(json.dumps(_bench_one(n, m, args.policy, args.rounds, not args.no_regret)))
+        return
+    for size in args.sizes.split(","):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            size,
+            "--policy",
+            args.policy,
+            "--rounds",
+            str(args.rounds),
+        ] + (["--no-regret"] if args.no_regret else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"benchmark {size} failed:\n{proc.stderr}")
+        out = proc.stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{r['policy']:>10} {r['size']:>13}: {r['user_rounds_per_s']:>9,} user-rounds/s "
+            f"({r['user_rounds']:,} in {r['run_s']} s over {r['rounds']} rounds; "
+            f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB"
+        )
+        print("    per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stages_s"].items()))
+
+
+if __name__ == "__main__":
+    main()
