@@ -400,11 +400,13 @@ def _alt_policies(users: pd.DataFrame) -> list[str]:
 def select_alternating_user(
     users: pd.DataFrame, policies: Sequence[str] | None = None
 ) -> tuple[int, int] | None:
-    """Pick ``(seed, user_id)``: the alternating user of the smallest seed with the most data.
+    """Pick ``(seed, user_id)``: a *typical* alternating user of the smallest seed.
 
-    "Most data" = the largest number of rounds with a non-NaN shown share of its genre A or B,
-    taking the minimum over ``policies`` (a user must appear under every policy); ties go to the
-    smallest user id. ``None`` if no alternating user appears under every policy.
+    Candidates are the users with the most data: the largest number of rounds with a non-NaN
+    shown share of genre A or B, taking the minimum over ``policies`` (a user must appear under
+    every policy). Among them the median user by the final-round share of their less-shown
+    genre under the first policy is picked (ties: smallest id) — typical, not cherry-picked.
+    ``None`` if no alternating user appears under every policy.
     """
     alt = users[users["kind"] == "alternating"]
     if alt.empty:
@@ -424,8 +426,14 @@ def select_alternating_user(
     if len(users_ok) == 0:
         return None
     score = counts.reindex(users_ok).fillna(0).min(axis=1)
-    best = score[score == score.max()].index.min()
-    return seed, int(best)
+    candidates = score[score == score.max()].index
+    first = two[(two["policy"] == policies[0]) & two["user_id"].isin(candidates)]
+    last = first[first["round"] == first["round"].max()]
+    lost = last.groupby("user_id")["shown_share"].min().fillna(0.0).sort_index(kind="stable")
+    if lost.empty:
+        return seed, int(candidates.min())
+    order = lost.sort_values(kind="stable")
+    return seed, int(order.index[(len(order) - 1) // 2])
 
 
 def plot_alternating_user(

@@ -330,7 +330,8 @@ def window_summary(
     -------
     DataFrame with one row per (metric, policy) and columns ``first_mean, first_sd, last_mean,
     last_sd, change_mean, change_sd`` (``change`` = last − first, per seed, paired),
-    ``rel_change`` ((last_mean − first_mean) / |first_mean|, NaN if first_mean is 0) and
+    ``rel_change`` ((last_mean − first_mean) / |first_mean|; NaN if |first_mean| < 1e-6, where
+    a relative change of float noise means nothing) and
     ``n_seeds`` (seeds with both windows present; only these enter the means, so
     ``change_mean == last_mean - first_mean``; 0 and NaN everywhere if there is none).
     Standard deviations use ``ddof=1`` (NaN for one seed).
@@ -370,7 +371,7 @@ def window_summary(
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = (out["last_mean"] - out["first_mean"]) / out["first_mean"].abs()
-    out["rel_change"] = rel.where(out["first_mean"] != 0)
+    out["rel_change"] = rel.where(out["first_mean"].abs() >= 1e-6)
     out["n_seeds"] = out["n_seeds"].astype(int)
     return out
 
