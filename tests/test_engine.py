@@ -156,3 +156,20 @@ def test_intervention_changes_a_parameter_on_its_day():
     assert m.policy.alpha == 20.0
     m.run(1)
     assert m.policy.alpha == 1.0
+
+
+def test_users_table_is_consistent(tmp_path):
+    cfg = parse_config(tiny_config_data(experiment={"n_rounds": 6}, policies={"greedy": {"factors": 8}}))
+    res = run_experiment(cfg, tmp_path / "run", workers=1, progress=False, figures=False)
+    users = pd.read_parquet(res.run_dir / "users.parquet")
+    n_genres = cfg.catalog.n_genres
+    assert len(users) == 6 * cfg.metrics.n_tracked_users * n_genres
+    per_user = users.groupby(["round", "user_id"])
+    shown = per_user["shown_share"].sum(min_count=1).dropna()
+    np.testing.assert_allclose(shown, 1.0, rtol=1e-5)  # shares of a user's window sum to 1
+    np.testing.assert_allclose(per_user["taste"].sum(), 1.0, rtol=1e-5)
+    ent = users["entropy_shown"].dropna()
+    assert ((ent >= 0) & (ent <= 1)).all()
+    alt = users[users["kind"] == "alternating"]
+    assert len(alt) and (alt["genre_a"] >= 0).all() and (alt["genre_a"] != alt["genre_b"]).all()
+    assert (users.loc[users["kind"] == "stable", "genre_a"] == -1).all()

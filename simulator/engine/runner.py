@@ -163,6 +163,9 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
                     "taste": snap["taste"].ravel(),
                     "shown_share": snap["shown_share"].ravel(),
                     "consumed_share": snap["consumed_share"].ravel(),
+                    # per-user values, repeated on each of the user's genre rows
+                    "entropy_shown": np.repeat(snap["entropy_shown"], g),
+                    "entropy_consumed": np.repeat(snap["entropy_consumed"], g),
                 }
             )
         )

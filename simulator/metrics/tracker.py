@@ -215,12 +215,15 @@ class MetricTracker:
         return float(lost[seen].mean())
 
     def user_snapshot(self) -> dict[str, np.ndarray]:
-        """Tracked users' genre shares in the user window: arrays of shape (S, G), float32."""
+        """Tracked users' genre shares in the user window, arrays of shape (S, G), float32, and
+        their normalised genre entropies (shown, consumed), arrays of shape (S,), float32."""
         u = self.tracked
         shown, consumed = self.shown[u].astype(np.float64), self.consumed[u].astype(np.float64)
         st, ct = shown.sum(1, keepdims=True), consumed.sum(1, keepdims=True)
         nan = np.full(shown.shape, np.nan)
         return {
+            "entropy_shown": F.normalized_entropy(self.shown[u]).astype(np.float32),
+            "entropy_consumed": F.normalized_entropy(self.consumed[u]).astype(np.float32),
             "taste": self.pop.taste[u].astype(np.float32),
             "shown_share": np.divide(shown, st, out=nan.copy(), where=st > 0).astype(np.float32),
             "consumed_share": np.divide(consumed, ct, out=nan.copy(), where=ct > 0).astype(np.float32),
