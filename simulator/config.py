@@ -193,6 +193,53 @@ class Intervention(_Section):
     value: Any
 
 
+class SweepSection(_Section):
+    """``[sweep]``: parameter lists crossed with the policies and seeds (one cell per combination).
+
+    ``grid`` takes the Cartesian product of its lists; ``zip`` varies its lists together (all the
+    same length), as one more axis of that product. Keys are config paths such as
+    ``"users.drift_sigma"`` or ``"policies.eps.epsilon"``; a policy's own keys only vary that
+    policy's cells (the others are computed once).
+    """
+
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="key.path -> values: all combinations"
+    )
+    zip: dict[str, list[Any]] = Field(
+        default_factory=dict, description="key.path -> values of equal length, varied together"
+    )
+
+    @model_validator(mode="after")
+    def _lists(self) -> SweepSection:
+        for table in ("grid", "zip"):
+            for key, values in getattr(self, table).items():
+                if not values:
+                    raise ValueError(f"sweep.{table}.{key} must be a non-empty list")
+                if key.split(".")[0] in ("sweep", "experiment") and key != "experiment.n_rounds":
+                    raise ValueError(f"sweep.{table}.{key}: this key cannot be swept")
+                if len({repr(v) for v in values}) != len(values):
+                    raise ValueError(f"sweep.{table}.{key} has repeated values: {values}")
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"sweep.zip lists must all have the same length; got {lengths}")
+        both = set(self.grid) & set(self.zip)
+        if both:
+            raise ValueError(f"sweep keys may be in grid or zip, not both: {sorted(both)}")
+        return self
+
+    def points(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination, as tuples of ``(key, value)`` in a stable order."""
+        import itertools
+
+        axes: list[list[tuple[tuple[str, Any], ...]]] = [
+            [((k, v),) for v in vals] for k, vals in self.grid.items()
+        ]
+        if self.zip:
+            keys = list(self.zip)
+            axes.append([tuple(zip(keys, row, strict=True)) for row in zip(*self.zip.values(), strict=True)])
+        return [tuple(p for part in combo for p in part) for combo in itertools.product(*axes)]
+
+
 class ExperimentConfig(_Section):
     """The whole, validated experiment config."""
 
@@ -206,6 +253,7 @@ class ExperimentConfig(_Section):
     metrics: MetricsSection = MetricsSection()
     policies: dict[str, PolicySpec] = Field(min_length=1)
     interventions: list[Intervention] = []
+    sweep: SweepSection = SweepSection()
 
     @field_validator("policies", mode="before")
     @classmethod
@@ -288,7 +336,33 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConf
 
     for label, spec in cfg.policies.items():
         make_policy(spec.type, label, **spec.params)
+    for point in cfg.sweep.points() if (cfg.sweep.grid or cfg.sweep.zip) else ():
+        resolve_point(cfg, point)  # every sweep point is valid before anything runs
     return cfg
+
+
+def resolve_point(config: ExperimentConfig, point: tuple[tuple[str, Any], ...]) -> ExperimentConfig:
+    """The config of one sweep point: ``config`` with each ``(key.path, value)`` set, no sweep.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``sweep.<key>`` when a swept value is invalid or the key does not exist.
+    """
+    data = config.model_dump(mode="json")
+    data["sweep"] = {}
+    for key, value in point:
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"sweep key {key!r}: {part!r} is not a table of the config")
+            node = node[part]
+        node[last] = value
+    try:
+        return parse_config(data, source=f"(sweep point {dict(point)})")
+    except ConfigError as err:
+        raise ConfigError(f"sweep: {err}") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

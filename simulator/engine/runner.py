@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.config import ExperimentConfig, parse_config
+from simulator.config import ExperimentConfig, parse_config, resolve_point
 from simulator.errors import ResultsError
 from simulator.io import atomic_write_json, write_parquet
 
@@ -57,14 +57,52 @@ PACKAGES = (
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One (policy label, seed) simulation."""
+    """One simulation: a policy label, a seed and (in a sweep) a point of swept parameters."""
 
     policy: str
     seed: int
+    point: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.policy}__seed{self.seed}"
+        parts = [self.policy] + [f"{k}={_slug(v)}" for k, v in self.point] + [f"seed{self.seed}"]
+        return "__".join(parts)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.point)
+
+
+def _slug(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return "".join(c if c.isalnum() or c in "._-+" else "-" for c in text)
+
+
+def plan_cells(config: ExperimentConfig) -> list[Cell]:
+    """Every cell of the experiment: sweep points x policies x seeds, without duplicates.
+
+    A swept key of another policy (``policies.<other>.<param>``) does not vary this policy's
+    cells, so each policy is computed only for the points that change it.
+    """
+    points = config.sweep.points() if (config.sweep.grid or config.sweep.zip) else [()]
+    cells: list[Cell] = []
+    seen: set[Cell] = set()
+    for point in points:
+        for seed in config.experiment.seeds:
+            for policy in config.policies:
+                own = tuple(
+                    (k, v) for k, v in point if not (k.startswith("policies.") and k.split(".")[1] != policy)
+                )
+                cell = Cell(policy, seed, own)
+                if cell not in seen:
+                    seen.add(cell)
+                    cells.append(cell)
+    return cells
+
+
+def cell_experiment(config: ExperimentConfig, cell: Cell) -> ExperimentConfig:
+    """The resolved config a cell runs with (the sweep point applied)."""
+    return resolve_point(config, cell.point) if cell.point else config
 
 
 def cell_config(config: ExperimentConfig, policy: str) -> dict[str, Any]:
@@ -74,6 +112,7 @@ def cell_config(config: ExperimentConfig, policy: str) -> dict[str, Any]:
         d["experiment"].pop(key, None)
     d["policies"] = {policy: d["policies"][policy]}
     d["interventions"] = [iv for iv in d["interventions"] if iv["policy"] == policy]
+    d.pop("sweep", None)
     return d
 
 
@@ -87,53 +126,103 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 # ---------------------------------------------------------------------------- one cell
-def run_cell(config_data: dict[str, Any], policy: str, seed: int, run_dir: str) -> str:
-    """Simulate one cell and move its outputs into place; returns the cell name.
+def run_cell(
+    config_data: dict[str, Any],
+    policy: str,
+    seed: int,
+    run_dir: str,
+    point: tuple[tuple[str, Any], ...] = (),
+) -> str:
+    """Simulate one cell and move its outputs into ``run_dir``; returns the cell name.
 
     Runs in a worker process (spawned), so it takes plain data and re-validates the config.
+    ``config_data`` is the experiment config; ``point`` the cell's sweep point.
     """
-    from threadpoolctl import threadpool_limits
-
-    from simulator.engine.model import RecloopModel
-
-    config = parse_config(config_data)
-    cell = Cell(policy, seed)
+    cell = Cell(policy, seed, tuple(point))
     root = Path(run_dir)
     staging = root / "cells" / f".tmp-{cell.name}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    with threadpool_limits(limits=_blas_threads()):
-        model = RecloopModel(config, policy, seed, log_dir=staging / "logs")
-        model.run()
-    _write_cell_tables(model, staging)
+    _compute_cell(config_data, cell, staging)
+    install_cell(root, cell, staging)
+    return cell.name
 
-    logs_final = root / "logs" / f"policy={policy}" / f"seed={seed}"
+
+def run_cell_to_bytes(
+    config_data: dict[str, Any], policy: str, seed: int, point: tuple[tuple[str, Any], ...] = ()
+) -> dict[str, bytes]:
+    """Simulate one cell in a private temporary folder and return its files as bytes.
+
+    For executors without a shared file system (a Dask cluster): the client writes the files.
+    Keys are paths relative to the cell folder (``metrics.parquet``, ``logs/part-00000.parquet``).
+    """
+    import tempfile
+
+    cell = Cell(policy, seed, tuple(point))
+    with tempfile.TemporaryDirectory(prefix="recloop-cell-") as tmp:
+        folder = Path(tmp)
+        _compute_cell(config_data, cell, folder)
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None:
+    from threadpoolctl import threadpool_limits
+
+    if os.environ.get("RECLOOP_FAULT_CELL") == cell.name:
+        # Fault injection for the executor tests: this worker dies as if killed (no cleanup).
+        os._exit(77)
+
+    from simulator.engine.model import RecloopModel
+
+    config = cell_experiment(parse_config(config_data), cell)
+    with threadpool_limits(limits=_blas_threads()):
+        model = RecloopModel(config, cell.policy, cell.seed, log_dir=folder / "logs")
+        model.run()
+    _write_cell_tables(model, folder, cell)
+    info = {
+        "policy": cell.policy,
+        "seed": cell.seed,
+        "point": [[k, v] for k, v in cell.point],
+        "config": cell_config(config, cell.policy),
+        "log_rows": model.log.rows_written if model.log is not None else 0,
+        "finished": datetime.now(UTC).isoformat(),
+    }
+    atomic_write_json(folder / "cell.json", info)
+
+
+def install_cell(root: Path, cell: Cell, staging: Path) -> None:
+    """Move a computed cell's staging folder into place (logs first, then the cell itself).
+
+    The cell counts as finished only once ``cells/<name>`` (with its ``cell.json``) exists, so
+    a crash between the two renames leaves stale log parts that the next attempt replaces.
+    """
+    logs_final = root / "logs" / f"policy={cell.policy}"
+    for k, v in cell.point:
+        logs_final = logs_final / f"{k}={_slug(v)}"
+    logs_final = logs_final / f"seed={cell.seed}"
     if logs_final.exists():  # stale parts of an earlier, interrupted attempt
         shutil.rmtree(logs_final)
     if (staging / "logs").exists():
         logs_final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / "logs", logs_final)
-    info = {
-        "policy": policy,
-        "seed": seed,
-        "config": cell_config(config, policy),
-        "log_rows": model.log.rows_written if model.log is not None else 0,
-        "finished": datetime.now(UTC).isoformat(),
-    }
-    atomic_write_json(staging / "cell.json", info)
     final = root / "cells" / cell.name
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
-    return cell.name
 
 
 def _blas_threads() -> int:
     return int(os.environ.get("RECLOOP_BLAS_THREADS", "1"))
 
 
-def _write_cell_tables(model: Any, folder: Path) -> None:
+def _add_point(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:
+    for k, v in cell.point:
+        df[k] = v
+    return df
+
+
+def _write_cell_tables(model: Any, folder: Path, cell: Cell) -> None:
     policy, seed = model.policy_label, model.seed
     mv = model.datacollector.get_model_vars_dataframe()
     mv.index = np.arange(len(mv), dtype=np.int32)
@@ -143,7 +232,7 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
     long = long[["round", "time", "policy", "seed", "metric", "value"]]
     long["round"] = long["round"].astype(np.int32)
     long["value"] = long["value"].astype(np.float64)
-    write_parquet(folder / "metrics.parquet", long)
+    write_parquet(folder / "metrics.parquet", _add_point(long, cell))
 
     pop, tracked = model.population, model.tracker.tracked
     g = model.catalog.n_genres
@@ -172,7 +261,7 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
     users = pd.concat(frames, ignore_index=True)
     users.insert(2, "policy", policy)
     users.insert(3, "seed", np.int64(seed))
-    write_parquet(folder / "users.parquet", users)
+    write_parquet(folder / "users.parquet", _add_point(users, cell))
 
     n = model.catalog.n_items
     first = model.exposure_first if model.exposure_first is not None else model.tracker.exposure
@@ -185,7 +274,7 @@ def _write_cell_tables(model: Any, folder: Path) -> None:
             "exposure": np.concatenate([first, model.tracker.exposure]).astype(np.int64),
         }
     )
-    write_parquet(folder / "exposure.parquet", exposure)
+    write_parquet(folder / "exposure.parquet", _add_point(exposure, cell))
 
 
 # ---------------------------------------------------------------------------- the experiment
@@ -251,7 +340,7 @@ def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) 
             saved = json.loads(path.read_text())["config"]
         except (OSError, ValueError, KeyError) as err:
             raise ResultsError(f"{path} is unreadable ({err}); delete that cell folder") from None
-        changed = _diff_keys(saved, cell_config(config, cell.policy))
+        changed = _diff_keys(saved, cell_config(cell_experiment(config, cell), cell.policy))
         if changed:
             raise ResultsError(
                 f"{run_dir} already holds cell {cell.name} computed with a different config "
@@ -267,6 +356,7 @@ def run_experiment(
     progress: bool = True,
     on_cell: Callable[[Cell], None] | None = None,
     figures: bool = True,
+    dask_scheduler: str | None = None,
 ) -> RunResult:
     """Run (or resume) every cell, then merge tables and draw figures and the report.
 
@@ -276,23 +366,28 @@ def run_experiment(
     run_dir : Path
         The results folder of this run.
     workers : int
-        Processes for the cells (1 = in this process).
+        Processes for the cells on this machine (1 = in this process).
     progress : bool
         Show a tqdm bar over cells.
     figures : bool
         Draw the figures and the report (off in tests that only check tables).
+    dask_scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler (``tcp://host:8786``). Cells then run
+        on its workers, which return the cell's files to this process (no shared file system
+        needed); a failed cell is retried once.
 
     Raises
     ------
     ResultsError
-        The folder holds cells of a different config.
+        The folder holds cells of a different config; the scheduler cannot be reached; or some
+        cells failed (named in the message; every other finished cell is kept).
     RunInterrupted
         On Ctrl-C or a kill of the pool; finished cells are kept and a rerun resumes.
     """
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    cells = [Cell(p, s) for s in config.experiment.seeds for p in config.policies]
+    cells = plan_cells(config)
     check_resumable(run_dir, config, cells)
     (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     for stale in (run_dir / "cells").glob(".tmp-*"):
@@ -308,42 +403,74 @@ def run_experiment(
         unit="cell",
         disable=not progress,
     )
+
+    def done(cell: Cell) -> None:
+        bar.update()
+        if on_cell:
+            on_cell(cell)
+
+    failures: dict[str, str] = {}
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if dask_scheduler:
+            failures = _run_dask(data, todo, run_dir, dask_scheduler, done)
+        elif workers <= 1 or len(todo) <= 1:
             for cell in todo:
                 bar.set_postfix_str(cell.name)
-                run_cell(data, cell.policy, cell.seed, str(run_dir))
-                bar.update()
-                if on_cell:
-                    on_cell(cell)
+                try:
+                    run_cell(data, cell.policy, cell.seed, str(run_dir), cell.point)
+                except Exception as err:  # keep going: report every failed cell at the end
+                    failures[cell.name] = repr(err)
+                    continue
+                done(cell)
         else:
-            _run_pool(data, todo, run_dir, workers, bar, on_cell)
+            failures = _run_pool(data, todo, run_dir, workers, done)
     except KeyboardInterrupt:
-        done = sum(cell_done(run_dir, c) for c in cells)
+        n_done = sum(cell_done(run_dir, c) for c in cells)
         raise RunInterrupted(
-            f"interrupted: {done} of {len(cells)} cells are finished and kept in {run_dir}; "
+            f"interrupted: {n_done} of {len(cells)} cells are finished and kept in {run_dir}; "
             "rerun the same command to compute the rest"
         ) from None
     finally:
         bar.close()
+    if failures:
+        n_done = sum(cell_done(run_dir, c) for c in cells)
+        lines = "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
+        raise ResultsError(
+            f"{len(failures)} cell(s) failed ({n_done} of {len(cells)} finished and kept in "
+            f"{run_dir}; rerun to retry the rest):\n{lines}"
+        )
 
     merge_cells(run_dir, cells)
     drawn: list[Path] = []
     if figures:
-        from simulator.plotting import plot_run
-        from simulator.report import write_report
-
-        drawn = plot_run(run_dir)
-        write_report(run_dir, figures=drawn)
+        drawn = _draw(run_dir, config)
     _write_manifest(run_dir, config, cells, status="complete")
     return RunResult(run_dir, cells, todo, drawn)
 
 
-def _run_pool(data, todo, run_dir, workers, bar, on_cell) -> None:
+def _draw(run_dir: Path, config: ExperimentConfig) -> list[Path]:
+    if config.sweep.grid or config.sweep.zip:
+        from simulator.sweep_plots import plot_sweep, write_sweep_report
+
+        drawn = plot_sweep(run_dir)
+        write_sweep_report(run_dir, drawn)
+        return drawn
+    from simulator.plotting import plot_run
+    from simulator.report import write_report
+
+    drawn = plot_run(run_dir)
+    write_report(run_dir, figures=drawn)
+    return drawn
+
+
+def _run_pool(data, todo: list[Cell], run_dir: Path, workers: int, done) -> dict[str, str]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    failures: dict[str, str] = {}
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
         futures: dict[Future, Cell] = {
-            pool.submit(run_cell, data, c.policy, c.seed, str(run_dir)): c for c in todo
+            pool.submit(run_cell, data, c.policy, c.seed, str(run_dir), c.point): c for c in todo
         }
         try:
             pending = set(futures)
@@ -351,16 +478,66 @@ def _run_pool(data, todo, run_dir, workers, bar, on_cell) -> None:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     cell = futures[fut]
-                    try:
-                        fut.result()
-                    except Exception as err:
-                        raise ResultsError(f"cell {cell.name} failed: {err!r}") from err
-                    bar.update()
-                    if on_cell:
-                        on_cell(cell)
+                    err = fut.exception()
+                    if isinstance(err, BrokenProcessPool):
+                        failures[cell.name] = "its worker process died (killed or out of memory)"
+                    elif err is not None:
+                        failures[cell.name] = repr(err)
+                    else:
+                        done(cell)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    return failures
+
+
+def _run_dask(data, todo: list[Cell], run_dir: Path, address: str, done) -> dict[str, str]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as err:  # pragma: no cover - dask is a declared dependency
+        raise ResultsError(f"--dask-scheduler needs dask.distributed: {err}") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ResultsError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
+    failures: dict[str, str] = {}
+    with client:
+        futures = {
+            client.submit(
+                run_cell_to_bytes,
+                data,
+                c.policy,
+                c.seed,
+                c.point,
+                key=f"recloop-{c.name}-{os.getpid()}",
+                pure=False,
+                retries=1,
+            ): c
+            for c in todo
+        }
+        try:
+            for fut in as_completed(list(futures)):
+                cell = futures[fut]
+                if fut.status != "finished":
+                    try:
+                        err = fut.exception()
+                    except Exception as exc:  # e.g. a cancelled future
+                        err = exc
+                    failures[cell.name] = f"failed on the cluster: {err!r}"
+                    continue
+                staging = run_dir / "cells" / f".tmp-{cell.name}-dask"
+                if staging.exists():
+                    shutil.rmtree(staging)
+                for rel, blob in fut.result().items():
+                    path = staging / rel
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(blob)
+                install_cell(run_dir, cell, staging)
+                done(cell)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+    return failures
 
 
 def merge_cells(run_dir: Path, cells: list[Cell]) -> None:
@@ -383,6 +560,7 @@ def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], 
             "seeds": list(config.experiment.seeds),
             "policies": list(config.policies),
             "cells": [c.name for c in cells],
+            "sweep_keys": list(config.sweep.grid) + list(config.sweep.zip),
             "window_days": config.metrics.window_days,
             "user_window_days": config.metrics.user_window_days,
             "versions": _versions(),

@@ -1,0 +1,192 @@
+"""Figures and report of a parameter sweep: metrics against swept parameters, with seed CIs.
+
+A sweep's ``metrics.parquet`` carries one column per swept key (``policies.eps.epsilon``,
+``users.drift_sigma``...). A policy whose cells do not vary with a key has NaN there; it is drawn
+as a horizontal reference line (its mean over seeds) in the final-value figure.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from simulator.errors import ResultsError  # noqa: E402
+from simulator.io import atomic_write_text  # noqa: E402
+from simulator.plotting import apply_theme, policy_palette, save_figure  # noqa: E402
+from simulator.report import markdown_table, read_manifest, read_metrics  # noqa: E402
+
+HEADLINE = ("gini", "coverage", "entropy_shown", "alt_genre_loss", "ctr", "utility")
+LABELS = {
+    "gini": "Gini of exposure",
+    "coverage": "catalog coverage",
+    "entropy_shown": "shown-genre entropy",
+    "alt_genre_loss": "alternating users losing a genre",
+    "ctr": "CTR",
+    "utility": "expected clicks per slate",
+}
+
+
+def swept_keys(manifest: dict[str, Any]) -> list[str]:
+    """The swept config keys of a run, in config order."""
+    sweep = (manifest.get("config") or {}).get("sweep") or {}
+    return list(sweep.get("grid") or {}) + list(sweep.get("zip") or {})
+
+
+def final_values(metrics: pd.DataFrame, keys: list[str], last_rounds: int = 7) -> pd.DataFrame:
+    """Per (policy, swept values, seed, metric): the mean over the last ``last_rounds`` rounds."""
+    last = metrics["round"].max()
+    tail = metrics[metrics["round"] > last - last_rounds]
+    group = ["policy", *keys, "seed", "metric"]
+    return tail.groupby(group, dropna=False)["value"].mean().reset_index()
+
+
+def seed_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval over seeds: ``mean ± t_{n-1} · sd / sqrt(n)`` (n = seeds)."""
+    v = values.dropna().to_numpy(dtype=float)
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if v.size < 2:
+        return m, m, m
+    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return m, m - half, m + half
+
+
+def plot_final_vs_parameter(final: pd.DataFrame, keys: list[str], palette: dict) -> plt.Figure:
+    """One row per swept key, one column per headline metric: final value vs parameter."""
+    apply_theme()
+    metrics = [m for m in HEADLINE if m in set(final["metric"])]
+    fig, axes = plt.subplots(
+        len(keys), len(metrics), figsize=(3.6 * len(metrics), 3.2 * len(keys)), squeeze=False
+    )
+    styles = ["-", "--", ":", "-."]
+    for r, key in enumerate(keys):
+        others = [k for k in keys if k != key]
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            sub = final[final["metric"] == metric]
+            # one series per policy and combination of the *other* swept values (never pooled)
+            for s, ((policy, *rest), rows) in enumerate(
+                sub.groupby(["policy", *others], dropna=False, sort=False)
+            ):
+                color = palette.get(policy)
+                tag = ", ".join(f"{k}={v}" for k, v in zip(others, rest, strict=True) if v == v)
+                label = f"{policy} ({tag})" if tag else policy
+                ls = styles[s % len(styles)] if others else "-"
+                if rows[key].isna().all():  # this policy does not vary with the key
+                    m, lo, hi = seed_ci(rows["value"])
+                    ax.axhline(m, color=color, ls="--", lw=1.2, label=f"{label}, not swept")
+                    ax.axhspan(lo, hi, color=color, alpha=0.12, lw=0)
+                    continue
+                xs, ms, los, his = [], [], [], []
+                for x, grp in rows.groupby(key, sort=True):
+                    m, lo, hi = seed_ci(grp["value"])
+                    xs.append(x)
+                    ms.append(m)
+                    los.append(m - lo)
+                    his.append(hi - m)
+                ax.errorbar(xs, ms, yerr=[los, his], color=color, ls=ls, marker="o", capsize=3, label=label)
+            ax.set_xlabel(key)
+            ax.set_ylabel("")
+            ax.set_title(LABELS.get(metric, metric))
+        handles, labels = axes[r][0].get_legend_handles_labels()
+        axes[r][-1].legend(
+            handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False
+        )
+    fig.suptitle("Last-week value against the swept parameter (mean over seeds, 95% t-interval)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def plot_sweep_trajectories(
+    metrics: pd.DataFrame, key: str, palette: dict, metric: str = "gini"
+) -> plt.Figure:
+    """``metric`` over time, one panel per value of ``key``, one line per policy (band = seeds)."""
+    apply_theme()
+    sub = metrics[metrics["metric"] == metric].copy()
+    values = sorted(sub[key].dropna().unique())
+    fig, axes = plt.subplots(1, len(values), figsize=(3.8 * len(values), 3.4), squeeze=False, sharey=True)
+    for ax, value in zip(axes[0], values, strict=True):
+        panel = sub[(sub[key] == value) | sub[key].isna()]
+        sns.lineplot(
+            data=panel,
+            x="round",
+            y="value",
+            hue="policy",
+            palette=palette,
+            errorbar=("pi", 100),
+            ax=ax,
+            legend=ax is axes[0][0],
+        )
+        ax.set_title(f"{key} = {value}")
+        ax.set_xlabel("day")
+        ax.set_ylabel(LABELS.get(metric, metric))
+    fig.suptitle(f"{LABELS.get(metric, metric)} over time, by {key} (band: min-max over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(run_dir: str | Path) -> list[Path]:
+    """Write the sweep figures of a results folder (PNG + SVG); returns the paths.
+
+    Raises
+    ------
+    ResultsError
+        If the folder is not a finished sweep's results folder.
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    keys = swept_keys(manifest)
+    metrics = read_metrics(run_dir)
+    missing = [k for k in keys if k not in metrics.columns]
+    if not keys or missing:
+        raise ResultsError(f"{run_dir} is not a sweep's results folder (missing {missing or keys})")
+    palette = policy_palette(list(dict.fromkeys(metrics["policy"])))
+    final = final_values(metrics, keys)
+    out = save_figure(plot_final_vs_parameter(final, keys, palette), run_dir / "figures" / "sweep_final")
+    for key in keys:
+        fig = plot_sweep_trajectories(metrics, key, palette)
+        out += save_figure(fig, run_dir / "figures" / f"sweep_trajectories_{key.replace('.', '_')}")
+    plt.close("all")
+    return out
+
+
+def write_sweep_report(run_dir: str | Path, figures: list[Path]) -> Path:
+    """``report.md`` of a sweep: description, figures, and the last-week table with seed CIs."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    keys = swept_keys(manifest)
+    metrics = read_metrics(run_dir)
+    final = final_values(metrics, keys)
+    exp = manifest.get("experiment") or {}
+    lines = [f"# {exp.get('name', run_dir.name)}: parameter sweep", "", exp.get("description", ""), ""]
+    lines += [f"Swept: {', '.join(f'`{k}`' for k in keys)}; seeds: {manifest.get('seeds')}.", ""]
+    for p in figures:
+        if p.suffix == ".png":
+            lines += [f"![{p.stem}](figures/{p.name})", ""]
+    rows = []
+    for (policy, *vals), grp in final.groupby(["policy", *keys], dropna=False, sort=False):
+        cells = [policy] + ["—" if isinstance(v, float) and np.isnan(v) else v for v in vals]
+        for metric in HEADLINE:
+            m, lo, hi = seed_ci(grp.loc[grp["metric"] == metric, "value"])
+            cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(m) else "n/a")
+        rows.append(cells)
+    lines += [
+        "## Last week, mean over seeds [95% t-interval]",
+        "",
+        markdown_table(["policy", *keys, *HEADLINE], rows),
+        "",
+    ]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
