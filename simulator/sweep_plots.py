@@ -14,16 +14,16 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats
 
-from simulator.errors import ResultsError  # noqa: E402
-from simulator.io import atomic_write_text  # noqa: E402
-from simulator.plotting import apply_theme, policy_palette, save_figure  # noqa: E402
-from simulator.report import markdown_table, read_manifest, read_metrics  # noqa: E402
+from simulator.errors import ResultsError
+from simulator.io import atomic_write_text
+from simulator.plotting import apply_theme, policy_palette, save_figure
+from simulator.report import markdown_table, read_manifest, read_metrics
 
 HEADLINE = ("gini", "coverage", "entropy_shown", "alt_genre_loss", "ctr", "utility")
 LABELS = {
