@@ -23,12 +23,12 @@ from scipy.special import expit
 from simulator.catalog.catalog import Catalog
 from simulator.config import HistorySection, RelevanceSection, UsersSection
 
-#: Rows of a user × item block processed at once (bounds memory at CHUNK × n_items floats).
-CHUNK_ELEMENTS = 16_000_000
+#: Elements of one user × item block (16 MB of float32: stays in cache between the GEMM and top-K).
+CHUNK_ELEMENTS = 4_000_000
 
 
 def chunk_rows(n_items: int) -> int:
-    """Users per chunk so that one chunk of user × item float32 work stays ~64 MB."""
+    """Users per chunk so that one chunk of user × item float32 work stays ~16 MB."""
     return max(1, CHUNK_ELEMENTS // max(1, n_items))
 
 
@@ -160,7 +160,7 @@ class Population:
 
         ``logits`` has shape (len(rows), n_items), float32; apply a sigmoid for probabilities.
         The genre term rides in the same GEMM as the embedding term (one-hot genre columns on the
-        item side), so a block is one matrix product. At most ~16M floats per block.
+        item side), so a block is one matrix product. At most ~4M floats per block.
         """
         cat, r = self.catalog, self.rel
         item_side = self._item_side()
@@ -199,7 +199,7 @@ class Population:
         return items, _sigmoid(logits)
 
 
-def top_k_rows(scores: np.ndarray, k: int, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(scores: np.ndarray, k: int, block: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` columns of each row, sorted by descending score.
 
     Columns are grouped in blocks of ``block``; the top-``k`` items of a row lie in the ``k``
