@@ -80,7 +80,7 @@ def test_experiment_configs_validate():
     # every shipped config is a valid document
     from pathlib import Path
 
-    configs = sorted(Path(__file__).parents[1].glob("experiments/**/*.toml"))
+    configs = sorted(Path(__file__).parents[1].glob("experiments/*.toml"))
     assert configs
     for path in configs:
         load_config(path)
