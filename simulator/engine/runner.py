@@ -486,6 +486,10 @@ def _run_pool(data, todo: list[Cell], run_dir: Path, workers: int, done) -> dict
                     else:
                         done(cell)
         except BaseException:
+            # Interrupted: stop the workers now (their unfinished cells live only in staging
+            # folders, removed on the next run) instead of letting orphans run on.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return failures
