@@ -128,6 +128,11 @@ class HistorySection(_Section):
     popularity_exponent: NonNegFloat = Field(
         0.0, description="organic streams drawn prop. to r(u,i) * prior_i^exponent"
     )
+    sampler: Literal["auto", "matrix", "rejection"] = Field(
+        "auto",
+        description="how streams are drawn (both exact): full relevance rows (matrix), "
+        "rejection from uniform proposals (fast for big catalogs); auto = matrix up to 20k items",
+    )
 
 
 class ClickModelSection(_Section):

@@ -108,3 +108,18 @@ def test_catalog_prior_and_head():
     # Zipf: the top item has rank 1 weight 1/H_1000
     assert cat.prior_popularity.max() == pytest.approx(1 / np.sum(1 / np.arange(1, 1001)))
     assert cat.prior_popularity[cat.head].min() >= cat.prior_popularity[~cat.head].max()
+
+
+def test_history_by_rejection_follows_relevance():
+    # Rejection sampling from uniform proposals is exact: same check as the matrix sampler.
+    cat, pop = _world(n_users=1, n_items=50, activity_median=50.0, activity_sigma=0.0, alternating_share=0.0)
+    _, user, item = organic_history(
+        pop,
+        HistorySection(days=300, streams_per_session=20, sampler="rejection"),
+        np.random.default_rng(4),
+    )
+    ((_, logits),) = list(pop.relevance_chunks(np.array([0])))
+    p = 1 / (1 + np.exp(-logits[0].astype(np.float64)))
+    p /= p.sum()
+    freq = np.bincount(item, minlength=50) / item.size
+    assert np.all(np.abs(freq - p) < 5 * np.sqrt(p / item.size) + 0.002)

@@ -354,8 +354,14 @@ def organic_history(
         if alt.size:
             pop.taste[alt] = pop.alternating_taste_phase(ph)
         reps = per_user[users].sum(axis=1)
-        for rows, logits in pop.relevance_chunks(users):
-            out_item.append(_sample_rows(_sigmoid(logits) * prior_w, reps[rows], rng))
+        sampler = cfg.sampler
+        if sampler == "auto":
+            sampler = "matrix" if pop.catalog.n_items <= 20_000 else "rejection"
+        if sampler == "rejection":
+            out_item.append(_rejection_sample(pop, np.repeat(users, reps), prior_w, rng))
+        else:
+            for rows, logits in pop.relevance_chunks(users):
+                out_item.append(_sample_rows(_sigmoid(logits) * prior_w, reps[rows], rng))
         u_idx, j_idx = np.nonzero(per_user[users])  # row-major: user, then day
         c = per_user[users][u_idx, j_idx]
         out_user.append(np.repeat(users[u_idx], c).astype(np.int32))
@@ -364,6 +370,42 @@ def organic_history(
     if not out_item:
         return empty, empty, empty
     return np.concatenate(out_day), np.concatenate(out_user), np.concatenate(out_item)
+
+
+def _rejection_sample(
+    pop: Population,
+    users: np.ndarray,
+    weight: np.ndarray,
+    rng: np.random.Generator,
+    batch: int = 32,
+) -> np.ndarray:
+    """One item per entry of ``users``, drawn exactly ∝ ``r(u, i)·weight_i`` by rejection.
+
+    Proposals are uniform items, accepted with probability ``r·w / max(w)`` (``r <= 1``), so
+    accepted items follow the target exactly (von Neumann 1951); ``batch`` proposals per pending
+    draw at a time. Cost O(draws · batch / acceptance rate), independent of the catalog size.
+
+    Returns
+    -------
+    ndarray of shape (len(users),), int32
+    """
+    n_items = pop.catalog.n_items
+    w = (weight / weight.max()).astype(np.float32)
+    out = np.full(users.size, -1, dtype=np.int32)
+    pending = np.arange(users.size)
+    step = max(1, CHUNK_ELEMENTS // (batch * pop.catalog.embedding.shape[1]))
+    while pending.size:
+        still = []
+        for start in range(0, pending.size, step):
+            idx = pending[start : start + step]
+            props = rng.integers(0, n_items, (idx.size, batch), dtype=np.int32)
+            accept = rng.random(props.shape, dtype=np.float32) < pop.relevance(users[idx], props) * w[props]
+            hit = accept.any(axis=1)
+            first = np.argmax(accept, axis=1)
+            out[idx[hit]] = props[hit, first[hit]]
+            still.append(idx[~hit])
+        pending = np.concatenate(still)
+    return out
 
 
 def _sample_rows(weights: np.ndarray, reps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
