@@ -54,8 +54,12 @@ def run(
         int, typer.Option(min=1, help="worker processes (default: number of CPU cores)")
     ] = os.cpu_count() or 1,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(help="run the cells on this dask.distributed scheduler (tcp://host:8786)"),
+    ] = None,
 ) -> None:
-    """Run every (policy, seed) cell of CONFIG; resumes finished cells on rerun."""
+    """Run every (policy, seed[, sweep point]) cell of CONFIG; resumes finished cells on rerun."""
     from simulator.config import load_config
     from simulator.engine.runner import RunInterrupted, run_experiment
 
@@ -73,7 +77,9 @@ def run(
             cfg = cfg.model_copy(update={"policies": {p: cfg.policies[p] for p in wanted}})
         _validate_policies(cfg)
         run_dir = out or Path("results") / cfg.experiment.name / run_name
-        result = run_experiment(cfg, run_dir, workers=workers, progress=not quiet)
+        result = run_experiment(
+            cfg, run_dir, workers=workers, progress=not quiet, dask_scheduler=dask_scheduler
+        )
     except RunInterrupted as err:
         _fail(err, 130)
     except RecloopError as err:
@@ -123,6 +129,200 @@ def list_policies() -> None:
     for name, cls in sorted(POLICIES.items()):
         params = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls))
         typer.echo(f"{name:12s} {params}")
+
+
+@app.command()
+def audit(
+    log: Annotated[
+        Path, typer.Argument(help="impression log: recloop Parquet file/folder or CSV, or OBD all.csv")
+    ],
+    window: Annotated[str, typer.Option(help="window width: 7d, 12h, 2w, or 1000r (rounds)")] = "7d",
+    catalog_size: Annotated[
+        int | None,
+        typer.Option(help="items in the catalog (ids 0..N-1); default: unknown, or from OBD/run metadata"),
+    ] = None,
+    popularity: Annotated[
+        Path | None, typer.Option(help="pre-system popularity table (CSV/Parquet: item_id, popularity)")
+    ] = None,
+    items: Annotated[
+        Path | None, typer.Option(help="item categories (CSV/Parquet: item_id and a category column)")
+    ] = None,
+    category_column: Annotated[
+        str | None, typer.Option(help="category column of --items (default genre, then category)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default results/audit/<log name>)")] = None,
+    log_format: Annotated[str, typer.Option("--format", help="auto, recloop or obd")] = "auto",
+    policy: Annotated[str | None, typer.Option(help="audit only this policy's rows")] = None,
+    seed: Annotated[int | None, typer.Option(help="audit only this seed's rows")] = None,
+    alpha: Annotated[float, typer.Option(help="level of the trend tests")] = 0.05,
+    alert: Annotated[
+        list[str] | None,
+        typer.Option(help="alert threshold NAME=VALUE or NAME=off, e.g. gini_rising=0.05 (repeatable)"),
+    ] = None,
+    hamed_rao: Annotated[
+        bool, typer.Option("--hamed-rao", help="correct the trend tests for autocorrelation")
+    ] = False,
+    max_users: Annotated[int, typer.Option(help="users kept (hash sample) for per-user metrics")] = 1_000_000,
+    run_metadata: Annotated[
+        bool, typer.Option(help="use the simulated catalog when LOG lies in a recloop results folder")
+    ] = True,
+    figures: Annotated[bool, typer.Option(help="draw the figures")] = True,
+    fail_on_alert: Annotated[
+        bool, typer.Option(help="exit with code 1 when an alert fires (monitoring)")
+    ] = False,
+) -> None:
+    """Audit LOG for feedback-loop symptoms; write report.md, tables and figures."""
+    from simulator.audit import AuditOptions, audit_log, default_out_dir, write_audit
+
+    try:
+        opts = AuditOptions(
+            window=window,
+            catalog_size=catalog_size,
+            items=items,
+            category_column=category_column,
+            popularity=popularity,
+            log_format=log_format,
+            policy=policy,
+            seed=seed,
+            alpha=alpha,
+            alerts=list(alert or []),
+            trend_correction="hamed_rao" if hamed_rao else "none",
+            max_users=max_users,
+            run_metadata=run_metadata,
+        )
+        result = audit_log(log, opts)
+        folder = write_audit(result, out or default_out_dir(log), figures=figures)
+    except RecloopError as err:
+        _fail(err)
+    typer.echo(
+        f"{result.scan.n_rows:,} rows, {result.grid.n_windows} windows ({result.rows_per_second:,.0f} rows/s)"
+    )
+    for a in result.alerts:
+        if a.status != "off":
+            typer.echo(f"  {a.status.upper():13s} {a.rule.name}")
+    typer.echo(f"report: {folder / 'report.md'}")
+    if fail_on_alert and result.fired:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="a finished results folder, e.g. results/music_collapse/default")
+    ],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default RUN_DIR/report.html)")] = None,
+    redraw: Annotated[
+        bool | None,
+        typer.Option("--redraw/--no-redraw", help="redraw the figures (default: only if missing or stale)"),
+    ] = None,
+) -> None:
+    """Write a self-contained report.html (figures embedded) and report.md for RUN_DIR."""
+    from simulator.report_html import build_report
+
+    try:
+        paths = build_report(run_dir, out, redraw=redraw)
+    except RecloopError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(RecloopError(f"cannot write the report: {err}"))
+    typer.echo(f"report: {paths.html}")
+    typer.echo(f"markdown: {paths.markdown}")
+
+
+@app.command()
+def dashboard(
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment TOML for the world (default: a small music_collapse)")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value (repeatable)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8765,
+    full_size: Annotated[
+        bool, typer.Option(help="keep the config's sizes (default: capped at 1000 users x 500 items)")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option(help="validate and print the initial controls; do not serve")
+    ] = False,
+) -> None:
+    """Start the interactive SolaraViz dashboard on http://HOST:PORT (Ctrl-C stops it)."""
+    import signal
+    import subprocess
+    import tempfile
+
+    from simulator.config import load_config
+    from simulator.dashboard import launch
+    from simulator.dashboard.model import cap_sizes, controls_from_config, default_base_config
+
+    try:
+        if config is None and set_:
+            raise RecloopError("--set needs a CONFIG to override")
+        cfg = load_config(config, list(set_ or [])) if config is not None else default_base_config()
+        changed: list[str] = []
+        if not full_size:
+            cfg, changed = cap_sizes(cfg)
+        controls = controls_from_config(cfg)
+        if not check:
+            launch.check_dashboard_installed()
+    except RecloopError as err:
+        _fail(err)
+    if changed:
+        typer.echo(f"dashboard size (--full-size keeps the config's): {'; '.join(changed)}", err=True)
+    typer.echo("initial controls: " + ", ".join(f"{k}={v}" for k, v in controls.items()))
+    if check:
+        return
+    missing = launch.assets_missing()
+    if missing:
+        typer.echo(
+            f"warning: solara's offline assets are missing from {launch.assets_dir()} "
+            f"({', '.join(missing)}); without internet the page stays blank. "
+            "Run scripts/dashboard_assets.sh first.",
+            err=True,
+        )
+    def _stop(signum, frame):  # SIGTERM stops the server like Ctrl-C
+        raise KeyboardInterrupt
+
+    with tempfile.TemporaryDirectory(prefix="recloop-dashboard-") as tmp:
+        cfg_file = launch.write_config(cfg, Path(tmp) / "config.json")
+        typer.echo(f"dashboard: http://{host}:{port}  (Ctrl-C stops it)")
+        server = subprocess.Popen(launch.solara_command(host, port), env=launch.solara_env(cfg_file))
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            code = 0
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if code not in (0, -2, -15, 130):
+        _fail(RecloopError(f"the dashboard server exited with code {code}"), 1)
+
+
+@app.command()
+def replicate(
+    name: Annotated[str, typer.Argument(help="replication: chaney, fleder, mansoury or jiang")],
+    reps: Annotated[
+        int | None, typer.Option(min=1, help="repetitions (default: the config's run.reps)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default results/replications/NAME)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="config TOML (default experiments/replications/NAME.toml)")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key.path=value (repeatable)")] = None,
+) -> None:
+    """Run a replication of a published feedback-loop result; write tables, figures, summary.md."""
+    from simulator.replications import run_replication
+
+    try:
+        _, folder = run_replication(name, config, reps=reps, out=out, overrides=list(set_ or []))
+    except RecloopError as err:
+        _fail(err)
+    typer.echo(f"summary: {folder / 'summary.md'}")
 
 
 def main() -> None:
