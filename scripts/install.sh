@@ -32,4 +32,4 @@ if [ ! -x .venv/bin/python ] || ! is_312 .venv/bin/python; then
   "$py" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dashboard]"
