@@ -14,6 +14,12 @@
     The genre shares one alternating-interest user is shown, against the user's true taste.
 ``all_metrics``
     Small multiples of every recorded metric.
+``policy_comparison`` (runs with three or more policies)
+    Every policy over time on Gini, coverage, long-tail share, shown-genre entropy,
+    homogenization, miscalibration, CTR, utility and regret.
+``tradeoff`` (runs with three or more policies)
+    Final engagement (CTR; expected utility) against final Gini, one point per policy: mean
+    over seeds, error bars from the minimum to the maximum across seeds.
 
 Time series show one line per policy (mean over seeds) and a band from the minimum to the
 maximum across seeds (deterministic: no bootstrap). Each policy keeps one colour of seaborn's
@@ -53,16 +59,20 @@ from simulator.report import (
 )
 
 __all__ = [
+    "COMPARISON_METRICS",
     "ENGAGEMENT_METRICS",
     "TRAJECTORY_METRICS",
     "apply_theme",
+    "final_values",
     "gini",
     "lorenz_curve",
     "plot_all_metrics",
     "plot_alternating_user",
     "plot_engagement",
     "plot_lorenz",
+    "plot_policy_comparison",
     "plot_run",
+    "plot_tradeoff",
     "plot_trajectories",
     "policy_palette",
     "save_figure",
@@ -71,6 +81,19 @@ __all__ = [
 
 TRAJECTORY_METRICS: tuple[str, ...] = ("gini", "coverage", "long_tail_share", "entropy_shown")
 ENGAGEMENT_METRICS: tuple[str, ...] = ("ctr", "utility", "regret", "alt_genre_loss")
+COMPARISON_METRICS: tuple[str, ...] = (
+    "gini",
+    "coverage",
+    "long_tail_share",
+    "entropy_shown",
+    "homogenization",
+    "miscalibration",
+    "ctr",
+    "utility",
+    "regret",
+)
+#: plot_run draws the comparison figures when a run has at least this many policies
+MIN_POLICIES_FOR_COMPARISON = 3
 #: metrics measured over the exposure window (the others over the per-user window or per day)
 _EXPOSURE_WINDOW = {"gini", "coverage", "cdi", "long_tail_share", "popularity_bias"}
 _USER_WINDOW = {
@@ -297,6 +320,106 @@ def plot_all_metrics(
         suptitle="All recorded metrics",
         short_titles=True,
     )
+
+
+def plot_policy_comparison(
+    metrics: pd.DataFrame,
+    *,
+    palette: Mapping[str, Any] | None = None,
+    window: int | None = 7,
+    user_window: int | None = None,
+) -> Figure | None:
+    """3×3 grid comparing every policy over time (:data:`COMPARISON_METRICS`).
+
+    Gini, coverage and long-tail share (exposure window), shown-genre entropy, homogenization
+    and miscalibration (user window), CTR, expected utility and regret (per day). Same style and
+    arguments as :func:`plot_trajectories`; ``None`` if none was recorded.
+    """
+    return _metric_grid(
+        metrics,
+        COMPARISON_METRICS,
+        ncols=3,
+        palette=palette,
+        window=window,
+        user_window=user_window,
+        panel_size=(4.8, 3.3),
+        suptitle="Every policy: concentration, diversity, calibration and engagement",
+    )
+
+
+def final_values(metrics: pd.DataFrame, metric: str, last_days: int = 7) -> pd.DataFrame:
+    """Per (policy, seed): the mean of ``metric`` over the last ``last_days`` rounds.
+
+    Returns a DataFrame with columns ``policy, seed, value`` (empty if the metric is absent).
+    """
+    sub = metrics[metrics["metric"] == metric]
+    if sub.empty:
+        return pd.DataFrame(columns=["policy", "seed", "value"])
+    last = sub["round"].max()
+    sub = sub[sub["round"] > last - last_days]
+    return sub.groupby(["policy", "seed"], as_index=False)["value"].mean()
+
+
+def plot_tradeoff(
+    metrics: pd.DataFrame,
+    *,
+    palette: Mapping[str, Any] | None = None,
+    x: str = "gini",
+    ys: Sequence[str] = ("ctr", "utility"),
+    last_days: int = 7,
+    window: int | None = 7,
+) -> Figure | None:
+    """Trade-off scatter: final engagement against final concentration, one point per policy.
+
+    Each panel puts one engagement metric (``ys``: CTR, expected utility) against ``x`` (Gini of
+    exposure). A point is the mean over seeds of each seed's mean over the last ``last_days``
+    rounds; the error bars span the minimum to the maximum across seeds (as the bands of the
+    time series). ``None`` if ``x`` or all of ``ys`` are missing.
+    """
+    apply_theme()
+    fx = final_values(metrics, x, last_days)
+    ys = [y for y in ys if not final_values(metrics, y, last_days).empty]
+    if fx.empty or not ys:
+        return None
+    policies = list(dict.fromkeys(palette or [])) if palette else []
+    policies = [p for p in policies if p in set(fx["policy"])]
+    policies += sorted(set(fx["policy"]) - set(policies))
+    palette = _palette_for(policies, palette)
+    fig, axes = plt.subplots(1, len(ys), figsize=(6.0 * len(ys), 5.0), squeeze=False, layout="constrained")
+    n_seeds = metrics["seed"].nunique()
+    for ax, y in zip(axes[0], ys, strict=True):
+        fy = final_values(metrics, y, last_days)
+        both = fx.merge(fy, on=["policy", "seed"], suffixes=("_x", "_y"))
+        for p in policies:
+            sub = both[both["policy"] == p]
+            if sub.empty:
+                continue
+            mx, my = sub["value_x"].mean(), sub["value_y"].mean()
+            xerr = [[mx - sub["value_x"].min()], [sub["value_x"].max() - mx]]
+            yerr = [[my - sub["value_y"].min()], [sub["value_y"].max() - my]]
+            ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", ms=7, color=palette[p], capsize=3, lw=1.4)
+            ax.annotate(
+                p, (mx, my), xytext=(5, 4), textcoords="offset points", fontsize="small", color=palette[p]
+            )
+        xt, _ = _metric_label(x, window, None)
+        _, yl = _metric_label(y, window, None)
+        ax.set_xlabel(f"final {xt.lower()}")
+        ax.set_ylabel(f"final {yl}")
+        titles = (METRIC_INFO.get(y, (y, y))[0], METRIC_INFO.get(x, (x, x))[0])
+        ax.set_title(f"{titles[0]} vs {titles[1]}", fontsize="medium")
+        ax.margins(0.12)
+    bars = f"error bars: min–max over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
+    fig.suptitle(
+        f"Engagement vs concentration at the end of the run (mean of the last {last_days} days; {bars})"
+    )
+    fig.legend(
+        handles=_legend_handles(policies, palette),
+        loc="outside lower center",
+        ncol=min(len(policies), 6),
+        title="policy",
+        frameon=False,
+    )
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,7 +664,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     Returns
     -------
     Paths written, PNG then SVG for each figure, in the order trajectories, engagement,
-    lorenz, alternating_user, all_metrics.
+    lorenz, alternating_user, all_metrics, then — for runs with at least three policies —
+    policy_comparison and tradeoff.
 
     Raises
     ------
@@ -594,6 +718,17 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             lambda: plot_all_metrics(metrics, palette=palette, window=window, user_window=uw),
         ),
     ]
+    if metrics["policy"].nunique() >= MIN_POLICIES_FOR_COMPARISON:
+        makers += [
+            (
+                "policy_comparison",
+                lambda: plot_policy_comparison(metrics, palette=palette, window=window, user_window=uw),
+            ),
+            (
+                "tradeoff",
+                lambda: plot_tradeoff(metrics, palette=palette, last_days=window or 7, window=window),
+            ),
+        ]
     paths: list[Path] = []
     for stem, make in makers:  # one figure in memory at a time
         fig = make()

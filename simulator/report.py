@@ -131,6 +131,10 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "alternating_user": "Genre shares shown to one alternating-interest user (solid) against "
     "the user's true taste (dashed).",
     "all_metrics": "Every recorded metric, small multiples.",
+    "policy_comparison": "Every policy on concentration, diversity, homogenization, "
+    "miscalibration, engagement and utility/regret over time (mean over seeds, min–max band).",
+    "tradeoff": "Final engagement against final Gini of exposure, one point per policy "
+    "(mean over seeds, error bars: seed range).",
 }
 
 

@@ -77,14 +77,28 @@ def test_empirical_position_frequency_matches_pscore(name, world):
     policy = _ready(name, world)
     rng = np.random.default_rng(11)
     r = 4000
-    users = np.zeros(r, dtype=np.int64)
-    slate = policy.recommend(users, K, rng)
-    key = slate.items.astype(np.int64) * K + np.arange(K)
+    if policy.sequential:  # rows of one call depend on earlier rows: one-row calls are the draws
+        slates = [policy.recommend(np.zeros(1, dtype=np.int64), K, rng) for _ in range(r)]
+        items = np.concatenate([s.items for s in slates])
+        pscore = np.concatenate([s.pscore for s in slates])
+        mc = max(s.mc_samples for s in slates)
+    else:
+        slate = policy.recommend(np.zeros(r, dtype=np.int64), K, rng)
+        items, pscore, mc = slate.items, slate.pscore, slate.mc_samples
+    key = items.astype(np.int64) * K + np.arange(K)
     freq = np.bincount(key.ravel(), minlength=N_ITEMS * K) / r
     logged = freq[key]
-    # binomial sd of a frequency p over r draws <= sqrt(p(1-p)/r); 5 sd + 1e-3 tolerance
-    tol = 5 * np.sqrt(slate.pscore * (1 - slate.pscore) / r) + 1e-3
-    assert (np.abs(logged - slate.pscore) <= tol).all()
+    # binomial sd of a frequency p over r_eff independent draws <= sqrt(p(1-p)/r_eff); rows that
+    # share one draw (batched Thompson) count once. Monte-Carlo propensities from M samples add
+    # their own sd sqrt(p(1-p)/M) and at most 1/M of bias (counting estimates include the
+    # realised draw). Tolerance: 5 sd of each + the bias bound + 1e-3, the sd taken at the larger
+    # of the logged and the empirical p(1-p) (a small M can log a p far below the true one).
+    r_eff = r // policy.rows_per_draw
+    var = np.maximum(pscore * (1 - pscore), logged * (1 - logged))
+    tol = 5 * np.sqrt(var / r_eff) + 1e-3
+    if mc:
+        tol = tol + 5 * np.sqrt(var / mc) + 1 / mc
+    assert (np.abs(logged - pscore) <= tol).all()
 
 
 def test_random_policy_exact_propensities(world):

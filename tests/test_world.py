@@ -112,8 +112,8 @@ def test_catalog_prior_and_head():
 
 def test_history_by_rejection_follows_relevance():
     # Rejection sampling from uniform proposals is exact: same check as the matrix sampler.
-    cat, pop = _world(n_users=1, n_items=50, activity_median=50.0, activity_sigma=0.0, alternating_share=0.0)
-    _, user, item = organic_history(
+    _cat, pop = _world(n_users=1, n_items=50, activity_median=50.0, activity_sigma=0.0, alternating_share=0.0)
+    _, _user, item = organic_history(
         pop,
         HistorySection(days=300, streams_per_session=20, sampler="rejection"),
         np.random.default_rng(4),

@@ -186,6 +186,10 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
         "point": [[k, v] for k, v in cell.point],
         "config": cell_config(config, cell.policy),
         "log_rows": model.log.rows_written if model.log is not None else 0,
+        # exact or Monte-Carlo propensities (and the sample count) of this cell's logging policy
+        "propensity": model.policy.propensity_info()
+        if hasattr(model.policy, "propensity_info")
+        else {"exact": True, "mc_samples": 0},
         "finished": datetime.now(UTC).isoformat(),
     }
     atomic_write_json(folder / "cell.json", info)

@@ -1,10 +1,18 @@
 """Policies: one ``Policy`` protocol, one registry (``make_policy`` by config name)."""
 
-from simulator.policies import baselines, greedy  # noqa: F401  (register the built-ins)
+from simulator.policies import (  # noqa: F401  (register the built-ins)
+    bandits,
+    baselines,
+    greedy,
+    ipw,
+    rerankers,
+    wrappers,
+)
 from simulator.policies.base import (
     POLICIES,
     Policy,
     PolicyBase,
+    ScoringPolicy,
     Slate,
     WorldView,
     make_policy,
@@ -16,6 +24,7 @@ __all__ = [
     "POLICIES",
     "Policy",
     "PolicyBase",
+    "ScoringPolicy",
     "Slate",
     "WorldView",
     "make_policy",

@@ -10,6 +10,7 @@ off-policy evaluation read them from the log.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -100,10 +101,72 @@ class Policy(Protocol):
         ...
 
 
+@runtime_checkable
+class ScoringPolicy(Protocol):
+    """A policy whose ranking comes from a per-user score over the whole catalog.
+
+    The optional method :meth:`score_chunks` is what wrappers (``epsilon_greedy``, ``boltzmann``)
+    and re-rankers (``mmr``, ``calibrated``) read from their base policy. Implemented by
+    ``greedy`` and ``ipw`` (``U[u] · V[i]`` from their factors), ``oracle`` (the true relevance
+    logit), ``popularity`` (window stream counts), the bandits (posterior mean or UCB index) and
+    the wrappers themselves (their base's scores).
+    """
+
+    def score_chunks(self, users: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(rows, scores)``: scores of ``users[rows]`` for every item.
+
+        ``scores`` has shape (len(rows), n_items), float32; higher is better. Blocks have at most
+        ``chunk_rows(n_items)`` rows (:func:`simulator.users.population.chunk_rows`), so a full
+        users × items matrix is never held at once. Deterministic given the policy's state.
+        """
+        ...
+
+
+def has_scores(policy: Any) -> bool:
+    """Whether a policy (class or instance) implements :meth:`ScoringPolicy.score_chunks`."""
+    return callable(getattr(policy, "score_chunks", None))
+
+
+#: Smallest propensity written to a slate: the smallest positive normal float32. A probability
+#: that underflows it (e.g. Plackett–Luce at a tiny temperature) is recorded as this value.
+MIN_PROPENSITY = float(np.finfo(np.float32).tiny)
+
+
+def finite_propensity(p: np.ndarray) -> np.ndarray:
+    """Propensities as float32 in ``[MIN_PROPENSITY, 1]``: never 0, never NaN.
+
+    Raises
+    ------
+    ValidationError
+        If ``p`` holds NaN (a bug in the policy, never silently logged).
+    """
+    from simulator.errors import ValidationError
+
+    p = np.asarray(p, dtype=np.float64)
+    if np.isnan(p).any():
+        raise ValidationError(f"propensities must not be NaN; got {int(np.isnan(p).sum())} NaN values")
+    return np.clip(p, MIN_PROPENSITY, 1.0).astype(np.float32)
+
+
 class PolicyBase:
-    """Defaults shared by the built-in policies (no-op ``fit`` and ``update``)."""
+    """Defaults shared by the built-in policies (no-op ``fit`` and ``update``).
+
+    Class attributes that describe how a policy randomises (read by the conformance tests and
+    the benchmarks; the engine needs none of them):
+
+    ``rows_per_draw``
+        Consecutive rows of one :meth:`recommend` call that share one random draw (batched
+        Thompson sampling). Each row is still distributed as the logged propensities say; only
+        the effective number of independent draws of a call is ``rows / rows_per_draw``.
+    ``sequential``
+        Rows of one call are served in order and later rows depend on earlier ones (per-item
+        UCB counts the pending impressions of earlier rows). Propensities are conditional on
+        the state *and* the rows before; one-row calls are independent draws.
+    """
 
     needs_impressions: ClassVar[bool] = False
+    rows_per_draw: ClassVar[int] = 1
+    sequential: ClassVar[bool] = False
 
     def reset(self, world: WorldView, rng: np.random.Generator) -> None:
         self.world_ = world
@@ -117,6 +180,14 @@ class PolicyBase:
     def params(self) -> dict[str, Any]:
         """The hyperparameters (dataclass fields) as a dict."""
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    def propensity_info(self) -> dict[str, Any]:
+        """How this policy's logged propensities are obtained (for the manifest / cell record).
+
+        Returns ``{"exact": bool, "mc_samples": int, "method": str}``; ``mc_samples`` is the
+        Monte-Carlo sample count behind estimated propensities (0 when exact).
+        """
+        return {"exact": True, "mc_samples": 0, "method": "deterministic or analytic"}
 
 
 POLICIES: dict[str, type] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.policies.base import PolicyBase, Slate, WorldView, policy_dataclass, register
+from simulator.users.population import chunk_rows
 
 
 def sample_without_replacement(n_rows: int, n_items: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -69,6 +70,17 @@ class PopularityPolicy(PolicyBase):
         _, item = window.streams()
         self.counts_ = np.bincount(item, minlength=self.world_.catalog.n_items)
 
+    def score_chunks(self, users: np.ndarray):
+        """Yield ``(rows, counts)``: the window's stream counts, the same row for every user.
+
+        The blocks are read-only broadcast views (no users × items allocation).
+        """
+        counts = self.counts_.astype(np.float32)
+        step = chunk_rows(counts.size)
+        for start in range(0, users.size, step):
+            rows = slice(start, min(start + step, users.size))
+            yield rows, np.broadcast_to(counts, (rows.stop - rows.start, counts.size))
+
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         order = np.lexsort((np.arange(self.counts_.size), -self.counts_))[:k]
         items = np.broadcast_to(order.astype(np.int32), (users.size, k))
@@ -88,3 +100,7 @@ class OraclePolicy(PolicyBase):
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         items, rel = self.world_.population.top_k(users, k)
         return Slate.deterministic(items, rel)
+
+    def score_chunks(self, users: np.ndarray):
+        """Yield ``(rows, logits)``: the true relevance logits (``population.relevance_chunks``)."""
+        return self.world_.population.relevance_chunks(users)

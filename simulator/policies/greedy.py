@@ -80,3 +80,16 @@ class GreedyPolicy(PolicyBase):
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         items, scores = factor_top_k(self.model_.user_factors_, self.model_.item_factors_, users, k)
         return Slate.deterministic(items, scores)
+
+    def score_chunks(self, users: np.ndarray):
+        """Yield ``(rows, U[users[rows]] @ Vᵀ)`` blocks, shape (len(rows), n_items), float32."""
+        return factor_score_chunks(self.model_.user_factors_, self.model_.item_factors_, users)
+
+
+def factor_score_chunks(user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray):
+    """Yield ``(rows, scores)``: ``U[users[rows]] · Vᵀ`` in user chunks of ``chunk_rows(I)`` rows."""
+    vt = np.ascontiguousarray(item_factors.T)
+    step = chunk_rows(item_factors.shape[0])
+    for start in range(0, users.size, step):
+        rows = slice(start, min(start + step, users.size))
+        yield rows, user_factors[users[rows]] @ vt
