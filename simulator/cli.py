@@ -278,6 +278,7 @@ def dashboard(
             "Run scripts/dashboard_assets.sh first.",
             err=True,
         )
+
     def _stop(signum, frame):  # SIGTERM stops the server like Ctrl-C
         raise KeyboardInterrupt
 
@@ -323,6 +324,41 @@ def replicate(
     except RecloopError as err:
         _fail(err)
     typer.echo(f"summary: {folder / 'summary.md'}")
+
+
+@app.command()
+def ope(
+    config: Annotated[Path, typer.Argument(help="OPE study TOML, e.g. experiments/ope/ope_study.toml")],
+    out: Annotated[Path | None, typer.Option(help="results folder (default results/ope/<name>)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (overrides the config)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a study key: key.path=value, e.g. world.users.n_users=500"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes over seeds")] = os.cpu_count() or 1,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Off-policy evaluation study: estimators from a simulated log against the on-policy truth."""
+    from simulator.ope.study import run_study
+    from simulator.ope.study_config import load_study_config
+
+    try:
+        overrides = list(set_ or [])
+        seed_list = _parse_list(seeds, "seeds")
+        if seed_list is not None:
+            overrides.append(f"study.seeds=[{', '.join(seed_list)}]")
+        cfg = load_study_config(config, overrides)
+        result = run_study(
+            cfg, out or Path("results") / "ope" / cfg.study.name, workers=workers, progress=not quiet
+        )
+    except RecloopError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(RecloopError(f"cannot write the study's results: {err}"))
+    except KeyboardInterrupt:
+        _fail(RecloopError("interrupted; the study's tables, summary and figures were not written"), 130)
+    typer.echo(f"{len(cfg.study.seeds)} seeds in {result.seconds:.0f} s -> {result.out_dir}")
+    typer.echo(f"summary: {result.out_dir / 'summary.md'}")
 
 
 def main() -> None:
