@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from simulator.errors import ResultsError
 from simulator.io import atomic_write_text
+from simulator.metrics.tracker import METRIC_NAMES
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -70,24 +71,7 @@ USERS_COLUMNS = (
 )
 
 #: Stable metric names (DESIGN.md §5) in display order; unknown metrics follow, sorted.
-METRIC_ORDER: tuple[str, ...] = (
-    "gini",
-    "coverage",
-    "cdi",
-    "long_tail_share",
-    "popularity_bias",
-    "entropy_shown",
-    "entropy_consumed",
-    "ild",
-    "homogenization",
-    "miscalibration",
-    "ctr",
-    "clicks_per_user",
-    "utility",
-    "regret",
-    "alt_genre_loss",
-    "n_active",
-)
+METRIC_ORDER: tuple[str, ...] = METRIC_NAMES
 
 #: metric -> (title, axis label with unit), shared by the figures and the report.
 METRIC_INFO: dict[str, tuple[str, str]] = {
