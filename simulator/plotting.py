@@ -390,6 +390,9 @@ def plot_tradeoff(
     for ax, y in zip(axes[0], ys, strict=True):
         fy = final_values(metrics, y, last_days)
         both = fx.merge(fy, on=["policy", "seed"], suffixes=("_x", "_y"))
+        means = both.groupby("policy")[["value_x", "value_y"]].mean()
+        span = (means.max() - means.min()).replace(0, 1.0)
+        placed: list[tuple[float, float]] = []
         for p in policies:
             sub = both[both["policy"] == p]
             if sub.empty:
@@ -398,8 +401,15 @@ def plot_tradeoff(
             xerr = [[mx - sub["value_x"].min()], [sub["value_x"].max() - mx]]
             yerr = [[my - sub["value_y"].min()], [sub["value_y"].max() - my]]
             ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", ms=7, color=palette[p], capsize=3, lw=1.4)
+            # stack the labels of points that (nearly) coincide instead of overprinting them
+            near = sum(
+                abs(mx - qx) < 0.04 * span["value_x"] and abs(my - qy) < 0.04 * span["value_y"]
+                for qx, qy in placed
+            )
+            placed.append((mx, my))
             ax.annotate(
-                p, (mx, my), xytext=(5, 4), textcoords="offset points", fontsize="small", color=palette[p]
+                p, (mx, my), xytext=(5, 4 - 11 * near), textcoords="offset points", fontsize="small",
+                color=palette[p],
             )
         xt, _ = _metric_label(x, window, None)
         _, yl = _metric_label(y, window, None)
