@@ -414,16 +414,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     ConfigError
         Missing file, malformed TOML, or any invalid key (named in the message).
     """
+    data = read_toml(path, "config file")
+    return parse_config(apply_overrides(data, overrides or []), source=str(path))
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML file into a dict.
+
+    Raises
+    ------
+    ConfigError
+        ``"<what> not found: PATH"``, malformed TOML (with the parser's line and column), or a
+        file that is not UTF-8 text.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"malformed TOML in {path}: {err}") from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"config {path} is not UTF-8 text: {err}") from None
-    return parse_config(apply_overrides(data, overrides or []), source=str(path))
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {err}") from None
 
 
 def _type_name(annotation: Any) -> str:

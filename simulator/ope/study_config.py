@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from simulator.config import ExperimentConfig, PolicySpec, apply_overrides, parse_config
+from simulator.config import ExperimentConfig, PolicySpec, apply_overrides, parse_config, read_toml
 from simulator.errors import ConfigError
 
 __all__ = [
@@ -384,13 +383,5 @@ def load_study_config(path: str | Path, overrides: list[str] | None = None) -> O
     ConfigError
         Missing file, malformed TOML, or any invalid key (named in the message).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"OPE study config not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"malformed TOML in {path}: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"OPE study config {path} is not UTF-8 text: {err}") from None
+    data = read_toml(path, "OPE study config")
     return parse_study_config(apply_overrides(data, overrides or []), source=str(path))
