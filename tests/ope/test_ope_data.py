@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.errors import LogSchemaError, ValidationError
+from simulator.logs.impressions import LOG_SCHEMA
 from simulator.ope import (
     OBD_ENV_VAR,
     DoublyRobust,
@@ -132,23 +133,7 @@ def test_empirical_action_dist():
 # ---------------------------------------------------------------------------------------------
 # recloop's Parquet schema
 
-SCHEMA = pa.schema(
-    [
-        ("round", pa.int32()),
-        ("time", pa.float64()),
-        ("session_id", pa.int64()),
-        ("user_id", pa.int32()),
-        ("position", pa.int16()),
-        ("item_id", pa.int32()),
-        ("score", pa.float32()),
-        ("pscore", pa.float32()),
-        ("inclusion_pscore", pa.float32()),
-        ("examination", pa.float32()),
-        ("click", pa.bool_()),
-        ("reward", pa.float32()),
-        ("policy", pa.string()),
-    ]
-)
+SCHEMA = LOG_SCHEMA  # the writer's schema (DESIGN.md §7), not a second copy
 
 
 def _recloop_log(n_sessions=300, length=3, n_items=6, seed=0) -> pa.Table:
