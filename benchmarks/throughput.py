@@ -23,11 +23,12 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: bool) -> dict:
+def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: bool, threads: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from simulator.config import parse_config
     from simulator.engine import model as engine
+    from simulator.kernels import set_threads
 
     cfg = parse_config(
         {
@@ -50,7 +51,8 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
 
         return wrapper
 
-    with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
+    set_threads(threads)
+    with threadpool_limits(threads), tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         model = engine.RecloopModel(cfg, policy, 0, log_dir=Path(tmp))
         model.policy.fit(model.window)  # the initial fit on the history is setup, not a round
@@ -72,6 +74,7 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
     return {
         "size": f"{n_users}x{n_items}",
         "policy": policy,
+        "threads": threads,
         "rounds": rounds,
         "setup_s": round(setup, 2),
         "run_s": round(wall, 2),
@@ -88,11 +91,12 @@ def main() -> None:
     ap.add_argument("--policy", default="greedy")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--no-regret", action="store_true", help="skip the per-round oracle slate")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS and compiled-kernel threads")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         n, m = (int(x) for x in args.one.split("x"))
-        print(json.dumps(_bench_one(n, m, args.policy, args.rounds, not args.no_regret)))
+        print(json.dumps(_bench_one(n, m, args.policy, args.rounds, not args.no_regret, args.threads)))
         return
     for size in args.sizes.split(","):
         cmd = [
@@ -104,6 +108,8 @@ def main() -> None:
             args.policy,
             "--rounds",
             str(args.rounds),
+            "--threads",
+            str(args.threads),
         ] + (["--no-regret"] if args.no_regret else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -111,7 +117,8 @@ def main() -> None:
         out = proc.stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(
-            f"{r['policy']:>10} {r['size']:>13}: {r['user_rounds_per_s']:>9,} user-rounds/s "
+            f"{r['policy']:>10} {r['size']:>13} ({r['threads']} thr): "
+            f"{r['user_rounds_per_s']:>9,} user-rounds/s "
             f"({r['user_rounds']:,} in {r['run_s']} s over {r['rounds']} rounds; "
             f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB"
         )

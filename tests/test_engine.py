@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -137,7 +138,12 @@ def test_identical_in_another_process(tmp_path):
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        # same BLAS thread count as this process: a BLAS reduction may round differently otherwise
+        env={
+            "PYTHONHASHSEED": "123",
+            "PATH": "",
+            **{k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")},
+        },
     )
     there = np.array(json.loads(out.stdout), dtype=np.float64)  # json floats round-trip exactly
     np.testing.assert_array_equal(here.to_numpy(), there)

@@ -176,7 +176,10 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
     from simulator.engine.model import RecloopModel
 
     config = cell_experiment(parse_config(config_data), cell)
-    with threadpool_limits(limits=_blas_threads()):
+    from simulator.kernels import set_threads
+
+    set_threads(_threads())
+    with threadpool_limits(limits=_threads()):
         model = RecloopModel(config, cell.policy, cell.seed, log_dir=folder / "logs")
         model.run()
     _write_cell_tables(model, folder, cell)
@@ -216,8 +219,9 @@ def install_cell(root: Path, cell: Cell, staging: Path) -> None:
     os.replace(staging, final)
 
 
-def _blas_threads() -> int:
-    return int(os.environ.get("RECLOOP_BLAS_THREADS", "1"))
+def _threads() -> int:
+    """Threads per cell for BLAS and the compiled kernels (1: cells, not threads, use the cores)."""
+    return int(os.environ.get("RECLOOP_THREADS", "1"))
 
 
 def _add_point(df: pd.DataFrame, cell: Cell) -> pd.DataFrame:

@@ -422,7 +422,7 @@ class LinearThompsonPolicy(LinearBandit):
             it, sc = top_k_rows(theta @ xt, k)
             items[rows], scores[rows] = it, sc
             mean, sd = self._mean_sd(u)
-            cand, _ = top_k_rows(mean + 3 * v * sd, c, block=int(np.clip(n_items // (4 * c + 4), 4, 64)))
+            cand, _ = top_k_rows(mean + 3 * v * sd, c)
             del mean, sd
             # the shown items join the candidates; a copy of one already there is masked out
             masked = (it[:, :, None] == cand[:, None, :]).any(axis=2)  # (n, K)

@@ -7,7 +7,8 @@ The greedy policy's relevance model. Each half-step solves, for every user ``u``
 with confidence ``c_ui = 1 + alpha·n_ui`` (``n_ui`` streams of item ``i``) and preference
 ``p_ui = 1[n_ui > 0]`` (Hu, Koren & Volinsky 2008, Eq. 3–4), by a few conjugate-gradient steps
 warm-started from the previous factors (Takács, Pilászy & Tikk 2011). The matrix–vector product
-uses only the sparse stream matrix, so a step costs O(nnz·k + n·k²); no per-user Python loop.
+uses only the sparse stream matrix, so a step costs O(nnz·k + n·k²) time and O(n·k) memory; it
+runs row by row in a compiled kernel (:func:`simulator.kernels.cg_rows`), no per-user Python loop.
 
 :meth:`ImplicitALS.fit_weighted` solves the general weighted least-squares problem
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+
+from simulator.kernels import cg_rows
 
 
 @dataclass
@@ -140,37 +143,9 @@ class ImplicitALS:
         """
         k = y.shape[1]
         gram = w0 * (y.T @ y).astype(np.float64) + self.regularization * np.eye(k)
-        gram = gram.astype(np.float32)
-        per_row = np.diff(c1.indptr)
-        cols = c1.indices
-        if cp is None:
-            cp = sp.csr_matrix((c1.data + 1.0, cols, c1.indptr), shape=c1.shape)
-        b = cp @ y  # Σ_i c_ui p_ui y_i
-
-        y_nnz = y[cols]  # y is fixed during the half-step: gather its rows once
-        weighted = sp.csr_matrix((c1.data.copy(), cols, c1.indptr), shape=c1.shape)
-
-        def matvec(p: np.ndarray) -> np.ndarray:
-            # p repeated along each row's support == p[rows], but a contiguous copy is faster
-            dots = np.einsum("nk,nk->n", np.repeat(p, per_row, axis=0), y_nnz)
-            np.multiply(c1.data, dots, out=weighted.data)
-            return p @ gram + weighted @ y
-
-        x = x.copy()
-        r = b - matvec(x)
-        p = r.copy()
-        rs_old = np.einsum("nk,nk->n", r, r)
-        for _ in range(self.cg_steps):
-            ap = matvec(p)
-            denom = np.einsum("nk,nk->n", p, ap)
-            step = np.divide(rs_old, denom, out=np.zeros_like(rs_old), where=denom > 1e-20)
-            x += step[:, None] * p
-            r -= step[:, None] * ap
-            rs_new = np.einsum("nk,nk->n", r, r)
-            beta = np.divide(rs_new, rs_old, out=np.zeros_like(rs_new), where=rs_old > 1e-20)
-            p = r + beta[:, None] * p
-            rs_old = rs_new
-        return x.astype(np.float32, copy=False)
+        return cg_rows(
+            c1.indptr, c1.indices, c1.data, None if cp is None else cp.data, y, x, gram, self.cg_steps
+        )
 
 
 def _aligned_transpose_data(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
