@@ -22,7 +22,10 @@ World (the paper's terms)
 Policies
     ``oracle`` (greedy top-K by the true current interest), ``thompson`` (Beta–Bernoulli per
     user and item), ``ucb`` (UCB1 per user and item), ``epsilon_greedy_<ε>`` (per slot: a random
-    available item with probability ε, else the best posterior mean ``(s+1)/(n+2)``), ``random``.
+    available item with probability ε, else the oracle's next item by the true current interest
+    ``μ_t`` — Jiang et al.'s "random exploration" remedy, which adds uniform exploration to the
+    oracle so that ε = 0 is the oracle and ε = 1 is random; ``policies.epsilon_base =
+    "posterior_mean"`` exploits the learned posterior mean ``(s+1)/(n+2)`` instead), ``random``.
     These are per-user bandits written for this world: recloop's registered ``thompson``/``ucb``
     share one arm per item across all users (non-personalised), which is not the paper's
     setting; its ``epsilon_greedy`` wraps a score model (ALS) that needs a log window.
@@ -38,6 +41,8 @@ loops in recommender systems. AIES '19, 383–390.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -84,6 +89,11 @@ class PolicySection(Section):
     names: list[str] = Field(default=list(BASE_POLICIES), min_length=1)
     epsilons: list[float] = Field(default=[0.05, 0.2, 0.5], min_length=1, description="ε of epsilon_greedy")
     ucb_c: float = Field(1.0, gt=0, description="UCB1 bonus width")
+    epsilon_base: Literal["oracle", "posterior_mean"] = Field(
+        "oracle",
+        description="what epsilon_greedy exploits: the oracle's top-K by the true current interest "
+        "(Jiang et al.'s random exploration added to the oracle) or the learned posterior mean",
+    )
 
     @field_validator("names")
     @classmethod
@@ -165,9 +175,13 @@ def _select(label: str, state: dict, allowed: np.ndarray, k: int, cfg: JiangConf
         with np.errstate(divide="ignore", invalid="ignore"):
             idx = s / n + cfg.policies.ucb_c * np.sqrt(2.0 * np.log(t) / n)
         return rank_items(np.where(n > 0, idx, np.inf), allowed, rng, k)
-    # epsilon_greedy_<eps>: per slot, random with probability eps, else the best posterior mean
+    # epsilon_greedy_<eps>: per slot, random with probability eps, else the exploited ranking's
+    # next item: the oracle's (true current interest μ_t, the default) or the posterior mean
     eps = float(label.removeprefix("epsilon_greedy_"))
-    mean = (s + 1.0) / (n + 2.0)
+    if cfg.policies.epsilon_base == "oracle":
+        mean = theta @ items.T
+    else:
+        mean = (s + 1.0) / (n + 2.0)
     free = allowed.copy()
     rows = np.arange(u)
     slate = np.empty((u, k), dtype=np.int64)

@@ -75,7 +75,7 @@ def figures_chaney(result: ReplicationResult) -> dict[str, Figure]:
     ax.axvline(t0 - 0.5, color="0.5", ls=":", lw=1)
     ax.axhline(0, color="0.4", lw=0.8)
     ax.set_xlabel("step (dotted: the recommender starts)")
-    ax.set_ylabel("Jaccard(similar pairs) − ideal")
+    ax.set_ylabel("Jaccard(pairs similar for the recommender) − ideal")
     ax.set_title("Homogenisation of the most-similar user pairs, relative to ideal")
     _outside_legend(fig, ax)
     others = [n for n in names if "delta_jaccard_final" in f["recommenders"][n]]
