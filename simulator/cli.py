@@ -361,6 +361,131 @@ def ope(
     typer.echo(f"summary: {result.out_dir / 'summary.md'}")
 
 
+@app.command("position-bias")
+def position_bias(
+    log: Annotated[
+        Path,
+        typer.Argument(help="impression log: recloop Parquet file/folder, results run, or OBD all.csv"),
+    ],
+    method: Annotated[str, typer.Option(help="ctr_ratio, swap, em, or all")] = "all",
+    reference: Annotated[int, typer.Option(help="reference position (0-based), examination 1")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap replicates over sessions")] = 200,
+    confidence: Annotated[float, typer.Option(help="level of the per-position intervals")] = 0.95,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the bootstrap")] = 0,
+    em_key: Annotated[str, typer.Option(help="EM relevance key: item or user_item")] = "item",
+    slate_size: Annotated[
+        int | None, typer.Option(help="slate length K (default: run manifest, 3 for OBD, max position + 1)")
+    ] = None,
+    log_format: Annotated[str, typer.Option("--format", help="auto, recloop or obd")] = "auto",
+    policy: Annotated[str | None, typer.Option(help="use only this policy's rows")] = None,
+    log_seed: Annotated[int | None, typer.Option(help="use only this seed's rows of the log")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="folder for position_bias.csv and position_bias.json")
+    ] = None,
+) -> None:
+    """Estimate the examination curve (position bias) of LOG with CTR ratio, swap and EM."""
+    from simulator.ope.position_bias_log import (
+        format_report,
+        read_position_log,
+        run_position_bias,
+        write_report,
+    )
+
+    try:
+        plog = read_position_log(
+            log, log_format=log_format, policy=policy, seed=log_seed, n_positions=slate_size
+        )
+        result = run_position_bias(
+            plog,
+            method,
+            reference=reference,
+            n_bootstrap=bootstrap,
+            confidence=confidence,
+            seed=seed,
+            em_key=em_key,
+        )
+        written = write_report(result, out) if out is not None else []
+    except RecloopError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(RecloopError(f"cannot write the position-bias results: {err}"))
+    typer.echo(format_report(result))
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command("position-bias-study")
+def position_bias_study(
+    config: Annotated[Path, typer.Argument(help="study TOML")] = Path(
+        "experiments/position_bias/position_bias_study.toml"
+    ),
+    out: Annotated[
+        Path | None, typer.Option(help="results folder (default results/position_bias/<name>)")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (overrides the config)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a study key: key.path=value")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Position-bias estimators on simulated logs with a known examination curve, and on OBD."""
+    from simulator.ope.position_bias_study import load_position_bias_study_config, run_position_bias_study
+
+    try:
+        overrides = list(set_ or [])
+        seed_list = _parse_list(seeds, "seeds")
+        if seed_list is not None:
+            overrides.append(f"study.seeds=[{', '.join(seed_list)}]")
+        cfg = load_position_bias_study_config(config, overrides)
+        result = run_position_bias_study(
+            cfg, out or Path("results") / "position_bias" / cfg.study.name, progress=not quiet
+        )
+    except RecloopError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(RecloopError(f"cannot write the study's results: {err}"))
+    typer.echo(f"{len(cfg.study.seeds)} seeds in {result.seconds:.0f} s -> {result.out_dir}")
+    typer.echo(f"summary: {result.out_dir / 'summary.md'}")
+
+
+@app.command()
+def interleave(
+    config: Annotated[
+        Path, typer.Argument(help="interleaving study TOML, e.g. experiments/interleaving_vs_ab.toml")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="results folder (default results/interleaving/<name>)")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (overrides the config)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a study key: key.path=value, e.g. study.experiments=500"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Power study: sessions an interleaving experiment and an A/B test need to find the better policy."""
+    from simulator.ope.interleaving_study import run_interleaving_study
+    from simulator.ope.interleaving_study_config import load_interleaving_study
+
+    try:
+        overrides = list(set_ or [])
+        seed_list = _parse_list(seeds, "seeds")
+        if seed_list is not None:
+            overrides.append(f"study.seeds=[{', '.join(seed_list)}]")
+        cfg = load_interleaving_study(config, overrides)
+        result = run_interleaving_study(
+            cfg, out or Path("results") / "interleaving" / cfg.study.name, progress=not quiet
+        )
+    except RecloopError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(RecloopError(f"cannot write the study's results: {err}"))
+    except KeyboardInterrupt:
+        _fail(RecloopError("interrupted; the study's tables, summary and figures were not written"), 130)
+    typer.echo(f"{len(cfg.study.seeds)} seeds in {result.seconds:.0f} s -> {result.out_dir}")
+    typer.echo(f"summary: {result.out_dir / 'summary.md'}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

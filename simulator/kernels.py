@@ -52,8 +52,7 @@ def _sift_down(hv, hi, pos, k):
             return
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _top_k_kernel(scores, k, out_idx, out_val):  # pragma: no cover - compiled
+def _top_k_py(scores, k, out_idx, out_val):  # pragma: no cover - compiled
     n, m = scores.shape
     for r in prange(n):
         row = scores[r]
@@ -78,6 +77,12 @@ def _top_k_kernel(scores, k, out_idx, out_val):  # pragma: no cover - compiled
             hv[0] = hv[end]
             hi[0] = hi[end]
             _sift_down(hv, hi, 0, end)
+
+
+# A thread launch costs more than a small block (a one-row bandit index): serial below this size.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+_top_k_parallel = njit(parallel=True, cache=True, nogil=True)(_top_k_py)
+_top_k_serial = njit(cache=True, nogil=True)(_top_k_py)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +116,8 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.empty((n, k), dtype=np.int32)
     vals = np.empty((n, k), dtype=scores.dtype)
     if n:
-        _top_k_kernel(scores, k, idx, vals)
+        kernel = _top_k_parallel if scores.size >= PARALLEL_MIN_ELEMENTS else _top_k_serial
+        kernel(scores, k, idx, vals)
     return idx, vals
 
 

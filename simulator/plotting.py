@@ -408,7 +408,11 @@ def plot_tradeoff(
             )
             placed.append((mx, my))
             ax.annotate(
-                p, (mx, my), xytext=(5, 4 - 11 * near), textcoords="offset points", fontsize="small",
+                p,
+                (mx, my),
+                xytext=(5, 4 - 11 * near),
+                textcoords="offset points",
+                fontsize="small",
                 color=palette[p],
             )
         xt, _ = _metric_label(x, window, None)

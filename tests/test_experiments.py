@@ -15,8 +15,10 @@ from simulator.config import load_config
 from simulator.engine.runner import run_experiment
 from simulator.metrics.tracker import METRIC_NAMES
 
-# experiments/replications/ holds paper replications with their own schema (tests/test_replications.py)
-CONFIGS = sorted((Path(__file__).parents[1] / "experiments").glob("*.toml"))
+# experiments/replications/ holds paper replications with their own schema (tests/test_replications.py);
+# study configs ([study] table: interleaving_vs_ab) have theirs too (tests/ope/test_interleaving_study.py)
+ALL = sorted((Path(__file__).parents[1] / "experiments").glob("*.toml"))
+CONFIGS = [p for p in ALL if "\n[study]" not in p.read_text()]
 TINY = [
     "users.n_users=300",
     "catalog.n_items=300",

@@ -191,6 +191,7 @@ class RecloopModel(mesa.Model):
                 slate.inclusion_pscore,
                 feedback.examination,
                 feedback.clicks,
+                slate.extras,
             )
 
     def _oracle_utility(self, users: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -6,6 +6,10 @@ Schema (DESIGN.md §7), in this column order::
     item_id int32, score float32, pscore float32, inclusion_pscore float32,
     examination float32, click bool, reward float32, policy string
 
+A policy may add per-impression columns (``Slate.extras``, e.g. ``team int8`` of an
+interleaving run): they are written after the standard columns, in the order of the first round
+that had them (:func:`log_schema`); ordinary runs write exactly ``LOG_SCHEMA``.
+
 Rows accumulate as numpy chunks and are flushed to ``part-NNNNN.parquet`` files (each written
 atomically) once ``flush_rows`` rows are buffered. ``log_fraction`` < 1 keeps a Bernoulli sample
 of *sessions* (whole slates), drawn from the run's own ``log`` stream.
@@ -13,11 +17,13 @@ of *sessions* (whole slates), drawn from the run's own ``log`` stream.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from simulator.errors import ValidationError
 from simulator.io import write_parquet
 
 LOG_SCHEMA = pa.schema(
@@ -37,6 +43,24 @@ LOG_SCHEMA = pa.schema(
         ("policy", pa.string()),
     ]
 )
+
+
+def log_schema(extras: Mapping[str, np.dtype] | None = None) -> pa.Schema:
+    """``LOG_SCHEMA`` followed by one column per extra (name -> numpy dtype), in order.
+
+    Raises
+    ------
+    ValidationError
+        If an extra column reuses a standard column's name.
+    """
+    if not extras:
+        return LOG_SCHEMA
+    clash = sorted(set(extras) & set(LOG_SCHEMA.names))
+    if clash:
+        raise ValidationError(f"extra log columns must not reuse standard names; got {clash}")
+    return pa.schema(
+        [*LOG_SCHEMA, *(pa.field(name, pa.from_numpy_dtype(np.dtype(dt))) for name, dt in extras.items())]
+    )
 
 
 class ImpressionLogWriter:
@@ -74,6 +98,7 @@ class ImpressionLogWriter:
         self.rng = rng
         self.flush_rows = flush_rows
         self._buffer: list[dict[str, np.ndarray]] = []
+        self._extras: dict[str, np.dtype] | None = None  # fixed by the first appended round
         self._rows = 0
         self._part = 0
         self.rows_written = 0
@@ -89,8 +114,33 @@ class ImpressionLogWriter:
         inclusion_pscore: np.ndarray,
         examination: np.ndarray,
         clicks: np.ndarray,
+        extras: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """Add one round; ``users`` has shape (n,), the other arrays (n, K)."""
+        """Add one round; ``users`` has shape (n,), the other arrays (n, K).
+
+        ``extras`` (``Slate.extras``) adds columns of shape (n, K) after the standard ones; every
+        round of a run must carry the same names and dtypes.
+
+        Raises
+        ------
+        ValidationError
+            If ``extras`` differs in names or dtypes from the run's first round, or an extra
+            array does not have shape (n, K).
+        """
+        extras = dict(extras or {})
+        spec = {name: np.asarray(v).dtype for name, v in extras.items()}
+        if self._extras is None:
+            log_schema(spec)  # names checked once
+            self._extras = spec
+        elif spec != self._extras:
+            raise ValidationError(
+                f"extra log columns must be the same in every round; first {self._extras}, now {spec}"
+            )
+        for name, v in extras.items():
+            if np.shape(v) != items.shape:
+                raise ValidationError(
+                    f"extra log column {name!r} must have the slate's shape {items.shape}; got {np.shape(v)}"
+                )
         keep = self.rng.random(users.size) < self.log_fraction
         if not keep.any():
             return
@@ -110,6 +160,7 @@ class ImpressionLogWriter:
                 "examination": examination[keep].ravel().astype(np.float32),
                 "click": clicks[keep].ravel(),
                 "reward": clicks[keep].ravel().astype(np.float32),
+                **{name: np.asarray(v)[keep].ravel() for name, v in extras.items()},
             }
         )
         self._rows += m
@@ -122,9 +173,11 @@ class ImpressionLogWriter:
             return
         cols = {name: np.concatenate([b[name] for b in self._buffer]) for name in self._buffer[0]}
         n = cols["round"].size
+        schema = log_schema(self._extras)
         arrays = [pa.array(cols[f.name], type=f.type) for f in LOG_SCHEMA if f.name != "policy"]
         arrays.append(pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [self.policy]).cast(pa.string()))
-        table = pa.Table.from_arrays(arrays, schema=LOG_SCHEMA)
+        arrays += [pa.array(cols[f.name], type=f.type) for f in schema if f.name not in LOG_SCHEMA.names]
+        table = pa.Table.from_arrays(arrays, schema=schema)
         write_parquet(self.directory / f"part-{self._part:05d}.parquet", table)
         self._part += 1
         self.rows_written += n

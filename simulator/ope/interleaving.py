@@ -20,6 +20,17 @@ balanced_interleave, balanced_credit
     clicks in the top ``k*`` of each list, ``k*`` set by the lowest click.
 interleaving_test
     Win rate of A over decisive sessions, exact binomial (sign) test and Clopper-Pearson CI.
+interleave, coin_patterns, enumerate_interleavings, interleaving_propensities
+    Either method by name; every coin outcome of a session (2^ceil(k/2) for team draft, 2 for
+    balanced) and the exact propensities of a shown list given the two input slates.
+pbm_outcome_probabilities
+    Exact P(A wins), P(B wins), P(tie) per session under the position-based click model
+    (the power study's engine, :mod:`simulator.ope.interleaving_study`).
+credit_from_log
+    Per-session outcomes from a logged interleaving run (``team``, or ``rank_a``/``rank_b``).
+
+The pair policy ``interleaving`` (:mod:`simulator.policies.interleaving`) runs an interleaving
+experiment inside the simulator; its log carries ``team`` (and ``rank_a``, ``rank_b``).
 """
 
 from __future__ import annotations
@@ -33,13 +44,21 @@ from scipy import stats
 from simulator.errors import ValidationError
 
 __all__ = [
+    "METHODS",
     "TEAM_A",
     "TEAM_B",
     "InterleavingResult",
     "balanced_credit",
     "balanced_interleave",
+    "coin_patterns",
     "credit",
+    "credit_from_log",
+    "enumerate_interleavings",
+    "interleave",
+    "interleaving_propensities",
     "interleaving_test",
+    "list_ranks",
+    "pbm_outcome_probabilities",
     "team_draft_interleave",
 ]
 
@@ -162,6 +181,20 @@ def team_draft_interleave(
     """
     a, b, k = _as_lists(list_a, list_b, k)
     gen = np.random.default_rng(rng)
+    coins = np.empty((a.shape[0], k), dtype=bool)
+    for slot in range(k):
+        coins[:, slot] = gen.random(a.shape[0]) < 0.5  # one per row and slot: reproducible streams
+    return _team_draft_given_coins(a, b, k, coins)
+
+
+def _team_draft_given_coins(
+    a: np.ndarray, b: np.ndarray, k: int, coins: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Team draft with given coins (n, k), bool: ``coins[s, j]`` = A picks at slot j on a tie.
+
+    Only the coins of the even slots 0, 2, 4, ... are ever read: after each pair of slots both
+    teams have picked equally often, and in between the team behind picks.
+    """
     n = a.shape[0]
     items = np.empty((n, k), dtype=np.int32)
     team = np.empty((n, k), dtype=np.int8)
@@ -170,8 +203,7 @@ def team_draft_interleave(
     picks_a = np.zeros(n, dtype=np.int64)
     picks_b = np.zeros(n, dtype=np.int64)
     for slot in range(k):
-        coin = gen.random(n) < 0.5  # drawn for every row every slot: reproducible streams
-        a_picks = (picks_a < picks_b) | ((picks_a == picks_b) & coin)
+        a_picks = (picks_a < picks_b) | ((picks_a == picks_b) & coins[:, slot])
         chosen = np.where(a_picks, _first_unused(a, used_a), _first_unused(b, used_b))
         items[:, slot] = chosen
         team[:, slot] = np.where(a_picks, TEAM_A, TEAM_B)
@@ -282,10 +314,16 @@ def balanced_interleave(
     """
     a, b, k = _as_lists(list_a, list_b, k)
     gen = np.random.default_rng(rng)
+    return _balanced_given_first(a, b, k, gen.random(a.shape[0]) < 0.5)
+
+
+def _balanced_given_first(
+    a: np.ndarray, b: np.ndarray, k: int, a_first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced interleaving with the per-session coin given: ``a_first`` (n,), bool."""
     n, ka = a.shape
     kb = b.shape[1]
     rows = np.arange(n)
-    a_first = gen.random(n) < 0.5
     items = np.zeros((n, k), dtype=np.int32)
     team = np.zeros((n, k), dtype=np.int8)
     used_a = np.zeros(a.shape, dtype=bool)
@@ -383,6 +421,410 @@ def balanced_credit(items: Any, clicks: Any, list_a: Any, list_b: Any) -> np.nda
     h_a = (clicked_a & (np.arange(a.shape[1]) < k_star[:, None])).sum(axis=1)
     h_b = (clicked_b & (np.arange(b.shape[1]) < k_star[:, None])).sum(axis=1)
     return np.where(any_click, np.sign(h_a - h_b), 0).astype(np.int8)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact distributions: every coin outcome, propensities, outcome probabilities under the PBM
+# --------------------------------------------------------------------------------------------
+
+METHODS: tuple[str, ...] = ("team_draft", "balanced")
+"""Interleaving methods, as named in configs (``method = "team_draft"``)."""
+
+#: Rows (sessions x coin outcomes) handled per block by the enumerating helpers.
+_BLOCK_ROWS = 1 << 17
+
+
+def _check_method(method: Any) -> str:
+    if method not in METHODS:
+        raise ValidationError(f"method must be one of {list(METHODS)}; got {method!r}")
+    return str(method)
+
+
+def interleave(
+    method: str, list_a: Any, list_b: Any, k: int, rng: np.random.Generator | int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave two slates with the named method (:func:`team_draft_interleave` or
+    :func:`balanced_interleave`); returns ``(items, team)``, each of shape (n_sessions, k).
+
+    Raises
+    ------
+    ValidationError
+        Unknown ``method``, or as the two functions.
+    """
+    fn = team_draft_interleave if _check_method(method) == "team_draft" else balanced_interleave
+    return fn(list_a, list_b, k, rng)
+
+
+def coin_patterns(method: str, k: int) -> np.ndarray:
+    """Every coin outcome of one session, each equally likely.
+
+    Parameters
+    ----------
+    method : {"team_draft", "balanced"}
+    k : int
+        Length of the interleaved list.
+
+    Returns
+    -------
+    coins : ndarray of shape (P, k), bool
+        Team draft: ``P = 2^ceil(k/2)``, the coins of the even slots (the only ones ever read;
+        odd slots are False). Balanced: ``P = 2``; column 0 says whether A goes first.
+
+    Raises
+    ------
+    ValidationError
+        Unknown ``method`` or ``k < 1``.
+    """
+    _check_method(method)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValidationError(f"k must be an int >= 1; got {k!r}")
+    if method == "balanced":
+        coins = np.zeros((2, k), dtype=bool)
+        coins[0, 0] = True
+        return coins
+    c = (k + 1) // 2
+    bits = ((np.arange(2**c)[:, None] >> np.arange(c)) & 1).astype(bool)
+    coins = np.zeros((2**c, k), dtype=bool)
+    coins[:, 0::2] = bits
+    return coins
+
+
+def _given_coins(method: str, a: np.ndarray, b: np.ndarray, k: int, coins: np.ndarray):
+    if method == "team_draft":
+        return _team_draft_given_coins(a, b, k, coins)
+    return _balanced_given_first(a, b, k, coins[:, 0])
+
+
+def enumerate_interleavings(
+    list_a: Any, list_b: Any, k: int, method: str, coins: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interleaved list of every session under every coin outcome.
+
+    Parameters
+    ----------
+    list_a, list_b : ndarray of shape (n_sessions, K_a) and (n_sessions, K_b), int
+        As :func:`team_draft_interleave`.
+    k : int
+        Length of the interleaved list.
+    method : {"team_draft", "balanced"}
+    coins : ndarray of shape (P, k), bool, optional
+        Coin outcomes to run (default: all of them, :func:`coin_patterns`, equally likely).
+
+    Returns
+    -------
+    items, team : ndarray of shape (n_sessions, P, k), int32 and int8
+
+    Raises
+    ------
+    ValidationError
+        As :func:`team_draft_interleave`, or an unknown ``method``.
+    """
+    a, b, k = _as_lists(list_a, list_b, k)
+    method = _check_method(method)
+    pats = coin_patterns(method, k) if coins is None else np.asarray(coins, dtype=bool)
+    n, p = a.shape[0], pats.shape[0]
+    items = np.empty((n, p, k), dtype=np.int32)
+    team = np.empty((n, p, k), dtype=np.int8)
+    step = max(1, _BLOCK_ROWS // p)
+    for start in range(0, n, step):
+        sl = slice(start, min(start + step, n))
+        m = sl.stop - sl.start
+        it, tm = _given_coins(
+            method, np.repeat(a[sl], p, axis=0), np.repeat(b[sl], p, axis=0), k, np.tile(pats, (m, 1))
+        )
+        items[sl], team[sl] = it.reshape(m, p, k), tm.reshape(m, p, k)
+    return items, team
+
+
+def interleaving_propensities(
+    list_a: Any, list_b: Any, items: Any, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact propensities of shown interleaved lists, given the two input slates.
+
+    Parameters
+    ----------
+    list_a, list_b : ndarray of shape (n_sessions, K_a) and (n_sessions, K_b), int
+        The slates that were interleaved (fixed: the randomness is the interleaving's coins).
+    items : ndarray of shape (n_sessions, k), int
+        The interleaved lists shown.
+    method : {"team_draft", "balanced"}
+
+    Returns
+    -------
+    pscore : ndarray of shape (n_sessions, k), float64
+        ``P(items[s, j] at position j | list_a[s], list_b[s])``: the share of the equally
+        likely coin outcomes (:func:`coin_patterns`) that put the item there; ``>= 1/P`` for a
+        list that was produced from these slates.
+    inclusion : ndarray of shape (n_sessions, k), float64
+        ``P(items[s, j] anywhere in the list | list_a[s], list_b[s])``.
+
+    Raises
+    ------
+    ValidationError
+        Inconsistent shapes or an unknown ``method``.
+
+    Notes
+    -----
+    Team draft has ``2^ceil(k/2)`` coin outcomes (32 for k = 10), balanced interleaving 2;
+    every outcome is run (:func:`enumerate_interleavings`), so the result is exact. With
+    stochastic input slates the unconditional propensity is the mean of this over the slates'
+    distribution (:class:`simulator.policies.interleaving.InterleavingPolicy` estimates it).
+    """
+    shown = np.asarray(items)
+    _, _, k = _as_lists(list_a, list_b, int(shown.shape[1]) if shown.ndim == 2 else 1)
+    if shown.ndim != 2 or shown.shape[0] != np.shape(list_a)[0]:
+        raise ValidationError(
+            f"items must have shape (n_sessions = {np.shape(list_a)[0]}, k); got {shown.shape}"
+        )
+    every, _ = enumerate_interleavings(list_a, list_b, k, method)
+    same = every == shown[:, None, :]  # (n, P, k)
+    pscore = same.mean(axis=1)
+    inclusion = (every[:, :, :, None] == shown[:, None, None, :]).any(axis=2).mean(axis=1)
+    return pscore, inclusion
+
+
+def list_ranks(items: Any, lists: Any) -> np.ndarray:
+    """0-based rank of each shown item in a policy's slate, -1 where the slate lacks it.
+
+    Parameters
+    ----------
+    items : ndarray of shape (n_sessions, k), int
+    lists : ndarray of shape (n_sessions, K), int
+
+    Returns
+    -------
+    ndarray of shape (n_sessions, k), int16
+    """
+    shown, lst = np.asarray(items), np.asarray(lists)
+    hit = shown[:, :, None] == lst[:, None, :]  # (n, k, K)
+    return np.where(hit.any(axis=2), hit.argmax(axis=2), -1).astype(np.int16)
+
+
+def _pmf_step(pmf: np.ndarray, q: np.ndarray, inc: np.ndarray) -> np.ndarray:
+    """One Bernoulli(q) increment of ``inc`` in {-1, 0, 1} (rows) on a pmf over D (centred)."""
+    moved = pmf * q[:, None]
+    out = pmf - moved
+    inc = inc[:, None]
+    out[:, 1:] += moved[:, :-1] * (inc == 1)
+    out[:, :-1] += moved[:, 1:] * (inc == -1)
+    out += moved * (inc == 0)
+    return out
+
+
+def _team_draft_outcome(team: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(rows, 3) P(A wins), P(B wins), P(tie) of team-draft credit with independent clicks.
+
+    The clicks on A's slots and on B's slots are independent Poisson-binomials (each team has
+    at most ``ceil(k/2)`` slots); A wins when ``X_A > X_B``.
+    """
+    rows, k = q.shape
+    m = (k + 1) // 2 + 1
+    pmfs = []
+    for code in (TEAM_A, TEAM_B):
+        qt = np.where(team == code, q, 0.0)
+        pmf = np.zeros((rows, m))
+        pmf[:, 0] = 1.0
+        for j in range(k):
+            moved = pmf[:, :-1] * qt[:, j : j + 1]
+            pmf *= 1.0 - qt[:, j : j + 1]
+            pmf[:, 1:] += moved
+        pmfs.append(pmf)
+    pa, pb = pmfs
+    cdf_b = np.cumsum(pb, axis=1)  # P(X_B <= x)
+    a_wins = (pa[:, 1:] * cdf_b[:, :-1]).sum(axis=1)  # Σ_x P(X_A = x) P(X_B < x)
+    tie = (pa * pb).sum(axis=1)
+    return np.stack([a_wins, 1.0 - a_wins - tie, tie], axis=1)
+
+
+def _balanced_outcome(rank_a: np.ndarray, rank_b: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(rows, 3) outcome probabilities of balanced credit: condition on the lowest click L."""
+    rows, k = q.shape
+    big = np.iinfo(np.int32).max
+    rank_a, rank_b = rank_a.astype(np.int64), rank_b.astype(np.int64)
+    ra = np.where(rank_a >= 0, rank_a + 1, big)  # 1-based, absent = infinite
+    rb = np.where(rank_b >= 0, rank_b + 1, big)
+    out = np.zeros((rows, 3))
+    none_below = np.ones(rows)  # P(no click below slot L), built from the bottom up
+    for last in range(k - 1, -1, -1):
+        p_last = q[:, last] * none_below
+        k_star = np.minimum(ra[:, last], rb[:, last])
+        inc = (ra[:, : last + 1] <= k_star[:, None]).astype(np.int64) - (rb[:, : last + 1] <= k_star[:, None])
+        pmf = np.zeros((rows, 2 * k + 1))
+        pmf[np.arange(rows), k + inc[:, last]] = 1.0  # the lowest click itself
+        for j in range(last):
+            pmf = _pmf_step(pmf, q[:, j], inc[:, j])
+        out[:, 0] += p_last * pmf[:, k + 1 :].sum(axis=1)
+        out[:, 1] += p_last * pmf[:, :k].sum(axis=1)
+        out[:, 2] += p_last * pmf[:, k]
+        none_below = none_below * (1.0 - q[:, last])
+    out[:, 2] += none_below  # no click at all: a tie
+    return out
+
+
+def pbm_outcome_probabilities(
+    list_a: Any,
+    list_b: Any,
+    relevance_a: Any,
+    relevance_b: Any,
+    examination: Any,
+    method: str,
+) -> np.ndarray:
+    """Exact probabilities that A wins, B wins or they tie, per session, under the PBM.
+
+    Parameters
+    ----------
+    list_a, list_b : ndarray of shape (n_sessions, K), int
+        The two policies' slates (fixed).
+    relevance_a, relevance_b : ndarray of shape (n_sessions, K), float
+        True relevance ``r(u, i)`` of each slate's items for the session's user.
+    examination : ndarray of shape (k,), float
+        ``P(E_j)`` of the interleaved list's slots; ``k <= K``.
+    method : {"team_draft", "balanced"}
+        Team-draft credit (:func:`credit`) or balanced credit (:func:`balanced_credit`).
+
+    Returns
+    -------
+    ndarray of shape (n_sessions, 3), float64
+        ``P(A wins), P(B wins), P(tie)`` (rows sum to 1), over the interleaving's coins and
+        the clicks.
+
+    Raises
+    ------
+    ValidationError
+        Inconsistent shapes, relevance outside [0, 1], examination outside [0, 1], unknown
+        ``method``.
+
+    Notes
+    -----
+    Position-based model (Richardson et al. 2007; Craswell et al. 2008): slot ``j`` is clicked
+    independently with ``q_j = P(E_j) · r(u, i_j)``. Every coin outcome is enumerated
+    (:func:`enumerate_interleavings`). Team draft: ``D = Σ_j c_j (+1 if team_j = A else −1)``,
+    whose distribution follows from one convolution per slot; A wins when ``D > 0``.
+    Balanced (Joachims 2003): condition on the lowest click ``L`` (probability
+    ``q_L Π_{j>L} (1 − q_j)``), which fixes ``k* = min(rank_A(i_L), rank_B(i_L))``; each
+    clicked slot ``j <= L`` then adds ``[rank_A(i_j) <= k*] − [rank_B(i_j) <= k*]`` to
+    ``h_A − h_B``. Summing over the coins and ``L`` gives the outcome probabilities exactly.
+    The per-session outcomes of an experiment are then i.i.d. categorical with the mean of
+    these rows over the session population.
+    """
+    a, b, _ = _as_lists(list_a, list_b, 1)
+    method = _check_method(method)
+    e = np.asarray(examination, dtype=np.float64)
+    if e.ndim != 1 or not 1 <= e.size <= min(a.shape[1], b.shape[1]):
+        raise ValidationError(
+            f"examination must be a 1-D array of k in [1, min(K_a, K_b)] values; got shape {e.shape}"
+        )
+    if ((e < 0) | (e > 1)).any():
+        raise ValidationError(f"examination must be probabilities in [0, 1]; got {e.tolist()}")
+    k = int(e.size)
+    rel = []
+    for name, r, lst in (("relevance_a", relevance_a, a), ("relevance_b", relevance_b, b)):
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape != lst.shape:
+            raise ValidationError(f"{name} must have the shape of its list {lst.shape}; got {r.shape}")
+        if r.size and (not np.isfinite(r).all() or r.min() < 0 or r.max() > 1):
+            raise ValidationError(f"{name} must be probabilities in [0, 1]")
+        rel.append(r)
+    n = a.shape[0]
+    pats = coin_patterns(method, k)
+    p = pats.shape[0]
+    out = np.empty((n, 3))
+    step = max(1, _BLOCK_ROWS // p)
+    for start in range(0, n, step):
+        sl = slice(start, min(start + step, n))
+        m = sl.stop - sl.start
+        aa, bb = np.repeat(a[sl], p, axis=0), np.repeat(b[sl], p, axis=0)
+        items, team = _given_coins(method, aa, bb, k, np.tile(pats, (m, 1)))
+        ra, rb = list_ranks(items, aa), list_ranks(items, bb)
+        rel_a = np.repeat(rel[0][sl], p, axis=0)
+        rel_b = np.repeat(rel[1][sl], p, axis=0)
+        rows = np.arange(m * p)[:, None]
+        r_item = np.where(ra >= 0, rel_a[rows, np.maximum(ra, 0)], rel_b[rows, np.maximum(rb, 0)])
+        q = e[None, :] * r_item
+        probs = _team_draft_outcome(team, q) if method == "team_draft" else _balanced_outcome(ra, rb, q)
+        out[sl] = probs.reshape(m, p, 3).mean(axis=1)
+    return out
+
+
+def credit_from_log(
+    session_id: Any,
+    position: Any,
+    click: Any,
+    team: Any = None,
+    rank_a: Any = None,
+    rank_b: Any = None,
+    method: str = "team_draft",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-session outcomes of an interleaving run, from its impression log's columns.
+
+    Parameters
+    ----------
+    session_id, position : ndarray of shape (n_rows,), int
+        The log's ``session_id`` and ``position`` columns (rows in any order).
+    click : ndarray of shape (n_rows,), bool
+    team : ndarray of shape (n_rows,), int8
+        The ``team`` column (0 = A, 1 = B); needed for ``method = "team_draft"``.
+    rank_a, rank_b : ndarray of shape (n_rows,), int16
+        The ``rank_a`` / ``rank_b`` columns (0-based rank of the item in A's / B's slate, -1
+        when absent); needed for ``method = "balanced"``.
+    method : {"team_draft", "balanced"}
+
+    Returns
+    -------
+    sessions : ndarray of shape (n_sessions,), int64
+        Sorted unique session ids.
+    outcome : ndarray of shape (n_sessions,), int8
+        +1 A wins, -1 B wins, 0 tie, as :func:`credit` / :func:`balanced_credit` on the
+        session's shown list; feed it to :func:`interleaving_test`.
+
+    Raises
+    ------
+    ValidationError
+        Unequal lengths, or the columns the method needs are missing.
+
+    Notes
+    -----
+    Team draft: ``sign(Σ click·[team = 0] − Σ click·[team = 1])`` per session. Balanced: with
+    ``d`` the clicked row of highest ``position`` and ``k* = min(rank_a(d), rank_b(d)) + 1``,
+    ``h_A`` counts clicked rows with ``0 <= rank_a < k*`` (likewise ``h_B``), outcome
+    ``sign(h_A − h_B)``. In pandas, team draft is
+    ``log.assign(d=log.click * (1 - 2 * log.team)).groupby("session_id").d.sum().pipe(np.sign)``.
+    """
+    method = _check_method(method)
+    sid = np.asarray(session_id, dtype=np.int64)
+    pos = np.asarray(position, dtype=np.int64)
+    clk = np.asarray(click).astype(bool)
+    cols = {"position": pos, "click": clk}
+    if method == "team_draft":
+        if team is None:
+            raise ValidationError("team-draft credit needs the log's team column")
+        cols["team"] = np.asarray(team)
+    else:
+        if rank_a is None or rank_b is None:
+            raise ValidationError("balanced credit needs the log's rank_a and rank_b columns")
+        cols["rank_a"], cols["rank_b"] = np.asarray(rank_a), np.asarray(rank_b)
+    for name, col in cols.items():
+        if col.shape != sid.shape:
+            raise ValidationError(f"{name} must have the shape of session_id {sid.shape}; got {col.shape}")
+    sessions, code = np.unique(sid, return_inverse=True)
+    n = sessions.size
+    if method == "team_draft":
+        sign = np.where(cols["team"] == TEAM_A, 1, -1)
+        diff = np.bincount(code, weights=clk * sign, minlength=n)
+        return sessions, np.sign(diff).astype(np.int8)
+    ra = cols["rank_a"].astype(np.int64)
+    rb = cols["rank_b"].astype(np.int64)
+    big = np.iinfo(np.int32).max
+    ra1 = np.where(ra >= 0, ra + 1, big)
+    rb1 = np.where(rb >= 0, rb + 1, big)
+    lowest = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(lowest, code[clk], pos[clk])
+    is_d = clk & (pos == lowest[code])
+    k_star = np.full(n, big, dtype=np.int64)
+    np.minimum.at(k_star, code[is_d], np.minimum(ra1, rb1)[is_d])
+    h_a = np.bincount(code, weights=clk & (ra1 <= k_star[code]), minlength=n)
+    h_b = np.bincount(code, weights=clk & (rb1 <= k_star[code]), minlength=n)
+    return sessions, np.sign(h_a - h_b).astype(np.int8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,15 +927,19 @@ def interleaving_test(outcomes: Any, *, confidence: float = 0.95) -> Interleavin
             "rate is undefined"
         )
     test = stats.binomtest(wins_a, decisive, p=0.5, alternative="two-sided")
-    ci = test.proportion_ci(confidence_level=float(confidence), method="exact")
+    # Clopper-Pearson by its beta-quantile form (what proportion_ci(method="exact") solves for
+    # numerically, ~50x slower): lower = B(a/2; x, m-x+1), upper = B(1-a/2; x+1, m-x)
+    tail = (1.0 - float(confidence)) / 2.0
+    low = 0.0 if wins_a == 0 else float(stats.beta.ppf(tail, wins_a, decisive - wins_a + 1))
+    high = 1.0 if wins_a == decisive else float(stats.beta.ppf(1.0 - tail, wins_a + 1, decisive - wins_a))
     return InterleavingResult(
         n_sessions=n,
         wins_a=wins_a,
         wins_b=wins_b,
         ties=ties,
         win_rate=wins_a / decisive,
-        ci_lower=float(ci.low),
-        ci_upper=float(ci.high),
+        ci_lower=low,
+        ci_upper=high,
         p_value=float(test.pvalue),
         confidence=float(confidence),
         delta=(wins_a + 0.5 * ties) / n - 0.5,

@@ -4,6 +4,7 @@ from simulator.policies import (  # noqa: F401  (register the built-ins)
     bandits,
     baselines,
     greedy,
+    interleaving,
     ipw,
     rerankers,
     wrappers,

@@ -10,8 +10,8 @@ off-policy evaluation read them from the log.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -44,6 +44,11 @@ class Slate:
         True when the propensities are analytic; False for Monte-Carlo estimates.
     mc_samples : int
         Number of Monte-Carlo samples behind estimated propensities (0 when exact).
+    extras : mapping of str to ndarray of shape (n, K)
+        Extra per-impression columns written to the impression log after the standard ones
+        (empty for ordinary policies). The ``interleaving`` pair policy sets ``team`` (int8,
+        0 = A, 1 = B), ``rank_a`` and ``rank_b`` (int16, the item's rank in each policy's slate,
+        -1 when absent).
     """
 
     items: np.ndarray
@@ -52,6 +57,7 @@ class Slate:
     inclusion_pscore: np.ndarray
     exact: bool = True
     mc_samples: int = 0
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def deterministic(cls, items: np.ndarray, scores: np.ndarray) -> Slate:
