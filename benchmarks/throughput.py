@@ -7,7 +7,9 @@ A "user-round" is one active user served one slate in one round, including every
 does (sessions, recommend, clicks, user updates, window + Parquet log, metrics, retraining). The
 first (initial) fit on the pre-system history is timed separately as setup. Peak memory is the
 process's maximum resident set size (``resource.getrusage``), so run one size per process for a
-clean number (the script re-executes itself per size).
+clean number (the script re-executes itself per size). Each size also times the bare float32
+scoring GEMM of its active users (``U @ Vᵀ`` in the policies' user chunks, same threads) and
+prints the run's multiple of it. ``--threads`` sets BLAS and compiled-kernel threads.
 """
 
 from __future__ import annotations
@@ -21,6 +23,27 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+
+def _scoring_gemm_s(n_users: int, n_items: int, n_active: int, factors: int = 32) -> float:
+    """Time of the bare float32 scoring GEMM of one round: ``U[active] @ Vᵀ`` in the same user
+    chunks as the policies (the yardstick of issue 7: a round should cost a small multiple)."""
+    import numpy as np
+
+    from simulator.users.population import chunk_rows
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((n_users, factors), dtype=np.float32)
+    vt = np.ascontiguousarray(rng.standard_normal((n_items, factors), dtype=np.float32).T)
+    active = np.sort(rng.choice(n_users, n_active, replace=False))
+    step = chunk_rows(n_items)
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        for start in range(0, n_active, step):
+            u[active[start : start + step]] @ vt
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: bool, threads: int) -> dict:
@@ -69,8 +92,9 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
         t1 = time.perf_counter()
         model.run()
         wall = time.perf_counter() - t1
-    mv = model.datacollector.get_model_vars_dataframe()
-    user_rounds = float(mv["n_active"].sum())
+        mv = model.datacollector.get_model_vars_dataframe()
+        user_rounds = float(mv["n_active"].sum())
+        gemm = _scoring_gemm_s(n_users, n_items, round(user_rounds / rounds)) * rounds
     return {
         "size": f"{n_users}x{n_items}",
         "policy": policy,
@@ -80,6 +104,8 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
         "run_s": round(wall, 2),
         "user_rounds": int(user_rounds),
         "user_rounds_per_s": round(user_rounds / wall),
+        "scoring_gemm_s": round(gemm, 2),
+        "run_over_gemm": round(wall / gemm, 2),
         "stages_s": {k: round(v, 2) for k, v in sorted(stage.items(), key=lambda kv: -kv[1])},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
@@ -120,7 +146,8 @@ def main() -> None:
             f"{r['policy']:>10} {r['size']:>13} ({r['threads']} thr): "
             f"{r['user_rounds_per_s']:>9,} user-rounds/s "
             f"({r['user_rounds']:,} in {r['run_s']} s over {r['rounds']} rounds; "
-            f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB"
+            f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB; "
+            f"run / bare scoring GEMM ({r['scoring_gemm_s']} s) = {r['run_over_gemm']}x"
         )
         print("    per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stages_s"].items()))
 

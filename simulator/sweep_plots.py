@@ -136,6 +136,74 @@ def plot_sweep_trajectories(
     return fig
 
 
+#: Days over which "long-run" utility is averaged in the gain figure.
+LONG_RUN_DAYS = 30
+
+
+def utility_gain(
+    metrics: pd.DataFrame, keys: list[str], baseline: str, days: int = LONG_RUN_DAYS
+) -> pd.DataFrame:
+    """Long-run utility of every policy minus ``baseline``'s, paired by seed and swept point.
+
+    Utility is the expected clicks per slate (``utility``), averaged over the last ``days``
+    rounds of each cell. Policies that do not vary with a key are matched on every value of it.
+
+    Returns
+    -------
+    DataFrame with columns ``policy, *keys, seed, gain`` (one row per cell, baseline excluded).
+    """
+    last = metrics["round"].max()
+    tail = metrics[(metrics["metric"] == "utility") & (metrics["round"] > last - days)]
+    cell = tail.groupby(["policy", *keys, "seed"], dropna=False)["value"].mean().reset_index()
+    base = cell[cell["policy"] == baseline].drop(columns="policy").rename(columns={"value": "base"})
+    others = cell[cell["policy"] != baseline]
+    parts = []
+    # match on the keys both sides vary; a side's unswept (NaN) key takes the other side's values
+    for _, grp in others.groupby(others[keys].isna().apply(tuple, axis=1), sort=False):
+        on = [k for k in keys if grp[k].notna().all() and base[k].notna().all()]
+        left = grp.drop(columns=[k for k in keys if grp[k].isna().all()])
+        right = base.drop(columns=[k for k in keys if k not in on and k in left.columns])
+        parts.append(left.merge(right, on=[*on, "seed"]))
+    if not parts:
+        return pd.DataFrame(columns=["policy", *keys, "seed", "gain"])
+    out = pd.concat(parts, ignore_index=True)
+    out["gain"] = out["value"] - out["base"]
+    return out[["policy", *keys, "seed", "gain"]]
+
+
+def plot_utility_gain(gain: pd.DataFrame, keys: list[str], baseline: str, palette: dict) -> plt.Figure:
+    """Long-run utility gain over ``baseline`` against the first swept key, a panel per other point."""
+    apply_theme()
+    x, facet = keys[0], keys[1:]
+    groups = list(gain.groupby(facet, dropna=False, sort=True)) if facet else [((), gain)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False, sharey=True)
+    for ax, (vals, panel) in zip(axes[0], groups, strict=True):
+        vals = vals if isinstance(vals, tuple) else (vals,)
+        for policy, rows in panel.groupby("policy", sort=False):
+            stats_ = [(v, *seed_ci(g["gain"])) for v, g in rows.groupby(x, sort=True)]
+            xs, ms, los, his = zip(*stats_, strict=True)
+            ax.errorbar(
+                xs,
+                ms,
+                yerr=[np.subtract(ms, los), np.subtract(his, ms)],
+                color=palette.get(policy),
+                marker="o",
+                capsize=3,
+                label=policy,
+            )
+        ax.axhline(0.0, color="0.3", lw=1, ls=":")
+        ax.set_title(", ".join(f"{k} = {v}" for k, v in zip(facet, vals, strict=True)) or "")
+        ax.set_xlabel(x)
+    axes[0][0].set_ylabel(f"utility gain over {baseline}\n(expected clicks / slate)")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    fig.suptitle(
+        f"Long-run utility (last {LONG_RUN_DAYS} days) minus {baseline}'s, paired by seed "
+        "(mean, 95% t-interval)"
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
 def plot_sweep(run_dir: str | Path) -> list[Path]:
     """Write the sweep figures of a results folder (PNG + SVG); returns the paths.
 
@@ -157,6 +225,11 @@ def plot_sweep(run_dir: str | Path) -> list[Path]:
     for key in keys:
         fig = plot_sweep_trajectories(metrics, key, palette)
         out += save_figure(fig, run_dir / "figures" / f"sweep_trajectories_{key.replace('.', '_')}")
+    baseline = next(iter(palette))  # the config's first policy
+    gain = utility_gain(metrics, keys, baseline)
+    if not gain.empty and "utility" in set(metrics["metric"]):
+        fig = plot_utility_gain(gain, keys, baseline, palette)
+        out += save_figure(fig, run_dir / "figures" / "sweep_utility_gain")
     plt.close("all")
     return out
 
@@ -187,6 +260,22 @@ def write_sweep_report(run_dir: str | Path, figures: list[Path]) -> Path:
         markdown_table(["policy", *keys, *HEADLINE], rows),
         "",
     ]
+    baseline = next(iter(dict.fromkeys(metrics["policy"])))
+    gain = utility_gain(metrics, keys, baseline)
+    if not gain.empty:
+        rows = []
+        for (policy, *vals), grp in gain.groupby(["policy", *keys], dropna=False, sort=False):
+            m, lo, hi = seed_ci(grp["gain"])
+            cells = [policy] + ["—" if isinstance(v, float) and np.isnan(v) else v for v in vals]
+            rows.append([*cells, f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]"])
+        lines += [
+            f"## Long-run utility gain over {baseline} (last {LONG_RUN_DAYS} days, paired by seed)",
+            "",
+            "Expected clicks per slate minus the baseline's; mean over seeds [95% t-interval].",
+            "",
+            markdown_table(["policy", *keys, "gain"], rows),
+            "",
+        ]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
