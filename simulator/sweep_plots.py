@@ -172,9 +172,11 @@ def utility_gain(
 
 
 def plot_utility_gain(gain: pd.DataFrame, keys: list[str], baseline: str, palette: dict) -> plt.Figure:
-    """Long-run utility gain over ``baseline`` against the first swept key, a panel per other point."""
+    """Long-run utility gain over ``baseline`` against the most-valued swept key, a panel per other point."""
     apply_theme()
-    x, facet = keys[0], keys[1:]
+    # x: the key with the most values (a curve), the other keys: one panel per combination
+    x = max(keys, key=lambda k: gain[k].nunique())
+    facet = [k for k in keys if k != x]
     groups = list(gain.groupby(facet, dropna=False, sort=True)) if facet else [((), gain)]
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False, sharey=True)
     for ax, (vals, panel) in zip(axes[0], groups, strict=True):
@@ -197,10 +199,10 @@ def plot_utility_gain(gain: pd.DataFrame, keys: list[str], baseline: str, palett
     axes[0][0].set_ylabel(f"utility gain over {baseline}\n(expected clicks / slate)")
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
     fig.suptitle(
-        f"Long-run utility (last {LONG_RUN_DAYS} days) minus {baseline}'s, paired by seed "
-        "(mean, 95% t-interval)"
+        f"Long-run utility (last {LONG_RUN_DAYS} days) minus {baseline}'s\n"
+        "paired by seed (mean, 95% t-interval); above 0: exploring pays"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     return fig
 
 
