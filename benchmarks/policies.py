@@ -10,7 +10,8 @@ not depend on how well the model fits), then serves one round to the active user
 Reported per policy: user-rounds/s of ``recommend`` (best of the reps), its ratio to greedy's,
 the time of one ``update`` (bandits learn online) and the peak of memory *allocated during one
 recommend* (tracemalloc, a separate call), against the size of one dense float32 users × items
-matrix — the chunked policies stay far below it. One BLAS thread, like the runner's workers.
+matrix — the chunked policies stay far below it. One BLAS and kernel thread, like the runner's
+workers.
 Each size runs in its own process.
 """
 
@@ -60,7 +61,10 @@ def _bench_size(
     from simulator.policies import WorldView, make_policy
     from simulator.users.population import active_users, make_population, organic_history
 
+    from simulator.kernels import set_threads
+
     out = []
+    set_threads(1)  # one thread for the compiled kernels too, like the runner's workers
     with threadpool_limits(1):
         t0 = time.perf_counter()
         cat = make_catalog(CatalogSection(n_items=n_items), np.random.default_rng(0))

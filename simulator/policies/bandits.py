@@ -20,6 +20,8 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from simulator.kernels import top_k_ucb_rows
+from simulator.policies._mc_kernels import rank_counts
 from simulator.policies.base import (
     PolicyBase,
     Slate,
@@ -407,6 +409,7 @@ class LinearThompsonPolicy(LinearBandit):
         n = users.size
         x = self.features_
         xt = np.ascontiguousarray(x.T)
+        x2t = np.ascontiguousarray((x * x).T)
         n_items = x.shape[0]
         c = min(n_items, max(self.mc_candidates, k))
         m_s = self.mc_samples
@@ -421,9 +424,8 @@ class LinearThompsonPolicy(LinearBandit):
             theta = self.mean_[u] + sd_w * rng.standard_normal(sd_w.shape, dtype=np.float32)
             it, sc = top_k_rows(theta @ xt, k)
             items[rows], scores[rows] = it, sc
-            mean, sd = self._mean_sd(u)
-            cand, _ = top_k_rows(mean + 3 * v * sd, c)
-            del mean, sd
+            # candidates: the top C by mean + 3·v·sd, formed row by row
+            cand, _ = top_k_ucb_rows(self.mean_[u] @ xt, (1.0 / self.precision_[u]) @ x2t, 3 * v, c)
             # the shown items join the candidates; a copy of one already there is masked out
             masked = (it[:, :, None] == cand[:, None, :]).any(axis=2)  # (n, K)
             cand = np.concatenate([cand, it], axis=1)
@@ -437,31 +439,22 @@ class LinearThompsonPolicy(LinearBandit):
         """``(count + 1)/(M + 1)`` position and inclusion estimates, in bounded row blocks.
 
         ``cand`` (n, C + K) ends with the shown items; ``masked`` (n, K) marks those already
-        among the first C (their copy never wins).
+        among the first C (their copy never wins). The draws' normals are drawn here, one
+        ``(rows, M, D)`` float32 block at a time; scoring and counting are compiled
+        (:func:`~simulator.policies._mc_kernels.rank_counts`).
         """
-        n, c = cand.shape
+        n = cand.shape[0]
         k = items.shape[1]
         d = self.features_.shape[1]
         pscore = np.empty((n, k), dtype=np.float32)
         incl = np.empty((n, k), dtype=np.float32)
-        step = max(1, chunk_rows(m_s * c) // 8)  # (rows, M, C) blocks of ~2M elements
+        step = max(1, chunk_rows(m_s * d))  # (rows, M, D) normals: ~16 MB
         for start in range(0, n, step):
             sl = slice(start, min(start + step, n))
-            b = sl.stop - sl.start
-            draws = self.mean_[u[sl]][:, None, :] + sd_w[sl][:, None, :] * rng.standard_normal(
-                (b, m_s, d), dtype=np.float32
+            eps = rng.standard_normal((sl.stop - sl.start, m_s, d), dtype=np.float32)
+            at_pos, anywhere = rank_counts(
+                self.features_, self.mean_[u[sl]], sd_w[sl], cand[sl], masked[sl], items[sl], eps
             )
-            s = np.matmul(draws, self.features_[cand[sl]].transpose(0, 2, 1))  # (b, M, C + K)
-            s[:, :, c - k :] = np.where(masked[sl][:, None, :], -np.inf, s[:, :, c - k :])
-            # a shown item's position in a draw = the number of candidates scoring above it
-            own = s[:, :, c - k :]  # the shown items' scores (their unmasked copies are here too)
-            own = np.where(masked[sl][:, None, :], _first_copy(s, cand[sl], items[sl], c - k), own)
-            at_pos = np.empty((b, k), dtype=np.int64)
-            anywhere = np.empty((b, k), dtype=np.int64)
-            for j in range(k):
-                above = (s > own[:, :, j, None]).sum(axis=2)  # (b, M)
-                at_pos[:, j] = (above == j).sum(axis=1)
-                anywhere[:, j] = (above < k).sum(axis=1)
             pscore[sl] = (at_pos + 1) / (m_s + 1)
             incl[sl] = (anywhere + 1) / (m_s + 1)
         return pscore, incl
@@ -473,13 +466,6 @@ class LinearThompsonPolicy(LinearBandit):
             "method": f"Monte-Carlo: {self.mc_samples} posterior draws per session on the top "
             f"{self.mc_candidates} candidates, realised draw included",
         }
-
-
-def _first_copy(s: np.ndarray, cand: np.ndarray, items: np.ndarray, c: int) -> np.ndarray:
-    """Scores (b, M, K) of each shown item's copy among the first ``c`` candidates (0 if none)."""
-    hit = cand[:, None, :c] == items[:, :, None]  # (b, K, c)
-    idx = np.argmax(hit, axis=2)  # (b, K)
-    return np.take_along_axis(s, idx[:, None, :].repeat(s.shape[1], axis=1), axis=2)
 
 
 @register("linucb")
@@ -513,8 +499,10 @@ class LinUCBPolicy(LinearBandit):
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         items = np.empty((users.size, k), dtype=np.int32)
         scores = np.empty((users.size, k), dtype=np.float32)
+        x = self.features_
+        xt, x2t = np.ascontiguousarray(x.T), np.ascontiguousarray((x * x).T)
         for rows in self._chunks(users, divisor=2):
-            mean, sd = self._mean_sd(users[rows])
-            mean += np.float32(self.alpha) * sd
-            items[rows], scores[rows] = top_k_rows(mean, k)
+            u = users[rows]
+            mean, var = self.mean_[u] @ xt, (1.0 / self.precision_[u]) @ x2t
+            items[rows], scores[rows] = top_k_ucb_rows(mean, var, np.float32(self.alpha), k)
         return Slate.deterministic(items, scores)

@@ -153,6 +153,7 @@ def plackett_luce_slates(
     rng: np.random.Generator,
     head: int = 64,
     items: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw Plackett–Luce slates of ``k`` items and estimate their propensities.
 
@@ -171,6 +172,9 @@ def plackett_luce_slates(
         not the distribution.
     items : ndarray of shape (n, K), int, optional
         Given slates: only estimate their propensities.
+    scale : float > 0
+        The log-weights are ``z * scale``, computed in the dtype of ``z`` (e.g. raw scores
+        with ``scale = 1/T``: saves a pass when ``z * scale`` is known to be finite).
 
     Returns
     -------
@@ -188,10 +192,13 @@ def plackett_luce_slates(
     they can matter: one per *head* item (the top ``L`` by weight); for the *tail*, its largest
     key is ``LSE(z_tail) + G`` (max-stability) with the arg-max drawn ∝ ``w`` from the tail's CDF,
     and each next tail key is the same for the remaining tail, truncated below the previous one
-    (Maddison, Tarlow & Minka 2014, A* sampling). A row costs two float32 passes over the
-    catalog (``exp``, cumulative sum), not a Gumbel per item. Each row draws ``M + 1`` slates
-    (``M`` when ``items`` is given): the first is the one shown, the others only serve the
-    estimates.
+    (Maddison, Tarlow & Minka 2014, A* sampling); the chain stops at the first tail key that
+    can no longer enter the prefix. Each tail item is an inverse-CDF lookup, without replacement
+    (see :func:`~simulator.policies._pl_kernels._draw_tail`). A row costs one pass to find the
+    head and one vectorised float32 ``exp`` pass with float64 sums per block of columns (a
+    two-level CDF), not a Gumbel per item; all of it runs compiled, row by row
+    (:mod:`simulator.policies._pl_kernels`). Each row draws ``M + 1`` slates (``M`` when
+    ``items`` is given): the first is the one shown, the others only serve the estimates.
 
     Estimates — chain rule (Plackett 1975; Luce 1959): given the first ``j`` items (the prefix
     ``S_j``), ``P(i at j | S_j) = w_i / R_j`` with ``R_j = Σ_{l ∉ S_j} w_l``. Hence
@@ -205,8 +212,9 @@ def plackett_luce_slates(
     summed (log-space) suffix of the sorted head plus the tail; every subtracted weight is
     ``≤ w_{m*} ≤ R_j``, so the relative error is at most ``I · eps``. The head and all
     probabilities are in float64 log space, the tail relative to its own maximum: any
-    temperature works (no overflow, no 0/0). A probability below the smallest normal float32 is
-    recorded as that value.
+    temperature works (no overflow, no 0/0; a row whose ``z * scale`` overflows is shifted by
+    its maximum first). A tail weight below ``e^−87`` of the tail maximum counts as 0. A
+    probability below the smallest normal float32 is recorded as that value.
     """
     from simulator.users.population import chunk_rows
 
@@ -214,147 +222,55 @@ def plackett_luce_slates(
     out_items = np.empty((n, k), dtype=np.int32)
     pscore = np.empty((n, k), dtype=np.float32)
     inclusion = np.empty((n, k), dtype=np.float32)
-    step = max(1, chunk_rows(n_items) // 2)  # rows per block: half a scoring chunk
+    step = chunk_rows(n_items)  # rows per block: one scoring chunk
     for start in range(0, n, step):
         sl = slice(start, min(start + step, n))
-        given = None if items is None else items[sl].astype(np.intp)
-        out_items[sl], pscore[sl], inclusion[sl] = _pl_block(z[sl], k, n_samples, rng, head, given)
+        given = None if items is None else items[sl]
+        out_items[sl], pscore[sl], inclusion[sl] = _pl_block(z[sl], k, n_samples, rng, head, given, scale)
     return out_items, pscore, inclusion
 
 
-def _pl_block(zb, k, m, rng, head, items):
-    from simulator.users.population import top_k_rows
+def _pl_block(zb, k, m, rng, head, items, scale=1.0):
+    """One block of rows, by the row kernel of :mod:`simulator.policies._pl_kernels`.
+
+    Random numbers, in this order and in shapes fixed by the block (so a seed gives the same
+    slates with any number of threads): the head keys' Gumbels ``(n, S, L)``, the tail-key
+    chain's exponentials ``(n, S, P)`` and the tail item draws' uniforms ``(n, S, P)``, with
+    ``S`` sampled prefixes of length ``P`` per row (no tail draws when ``L = I``).
+    """
+    from simulator.policies._pl_kernels import pl_rows
 
     n, n_items = zb.shape
     big_l = min(n_items, max(head, k))
-    order_t, vals_t = top_k_rows(zb, min(n_items, big_l + 1))
-    order = order_t[:, :big_l].astype(np.intp)
-    head_z = vals_t[:, :big_l].astype(np.float64)
-    rows = np.arange(n)[:, None]
-    flat = None
-    if big_l < n_items:
-        tail_max = vals_t[:, big_l].astype(np.float64)
-        d = np.subtract(zb, tail_max[:, None].astype(zb.dtype), dtype=np.float32)
-        np.put_along_axis(d, order, -np.inf, axis=1)
-        # one running sum over all rows' tail weights (each ≤ 1, the tail maximum is 1): row r's
-        # CDF is flat[r·I : (r+1)·I] minus the sum before it; the whole array is sorted
-        flat = np.cumsum(np.exp(d, out=d).ravel(), dtype=np.float64)
-        ends = flat[n_items - 1 :: n_items]
-        starts = np.concatenate([[0.0], ends[:-1]])
-        lse_tail = tail_max + np.log(ends - starts)
-        flat = (flat, starts, ends - starts)
-    else:
-        lse_tail = np.full(n, -np.inf)
-    rev = np.concatenate([lse_tail[:, None], head_z[:, ::-1]], axis=1)
-    suffix = np.logaddexp.accumulate(rev, axis=1)[:, ::-1]  # (n, L + 1): log S(m)
-    lse_all = suffix[:, 0]
-
     draw = items is None
     n_pre = k if draw else k - 1
-    n_s = m + 1 if draw else m
-    if n_pre > 0:
-        keys = head_z[:, None, :] + gumbel(rng, (n, n_s, big_l))  # (n, S, L)
-        t_keys = np.full((n, n_s, n_pre), -np.inf)
-        t_items = np.full((n, n_s, n_pre), -1, dtype=np.intp)
-        t_logw = np.full((n, n_s, n_pre), -np.inf)
-        if flat is not None:
-            _tail_keys(flat, n_items, zb, lse_tail, keys, t_keys, t_items, t_logw, rng)
-        all_keys = np.concatenate([keys, t_keys], axis=2)
-        top = np.argpartition(-all_keys, n_pre - 1, axis=2)[:, :, :n_pre]
-        top = np.take_along_axis(
-            top, np.argsort(-np.take_along_axis(all_keys, top, 2), axis=2, kind="stable"), 2
+    # prefixes: the shown slate (when drawing) and M more for the estimates (none needed at K = 1)
+    n_s = (m + 1 if draw else m) if k > 1 else (1 if draw else 0)
+    n_t = n_pre if big_l < n_items else 0
+    g_head = gumbel(rng, (n, n_s, big_l))
+    e_tail = rng.standard_exponential((n, n_s, n_t))
+    u_tail = rng.random((n, n_s, n_t))
+    out = pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, MIN_PROPENSITY)
+    bad = np.flatnonzero(out[3])
+    if bad.size:  # z·scale overflows: shift those rows by their maximum first (same softmax)
+        zs = np.asarray(zb[bad])
+        with np.errstate(over="ignore", invalid="ignore"):
+            zs = (zs - zs.max(axis=1, keepdims=True)) * zs.dtype.type(scale)
+        np.maximum(zs, np.finfo(zs.dtype).min, out=zs)
+        redo = pl_rows(
+            zs,
+            1.0,
+            big_l,
+            None if items is None else items[bad],
+            n_pre,
+            g_head[bad],
+            e_tail[bad],
+            u_tail[bad],
+            MIN_PROPENSITY,
         )
-        is_head = top < big_l
-        hidx = np.minimum(top, big_l - 1)
-        tidx = np.maximum(top - big_l, 0)
-        pre_rank = np.where(is_head, top, big_l)  # head rank, or L for a tail item
-        pre_item = np.where(is_head, order[rows[:, :, None], hidx], np.take_along_axis(t_items, tidx, 2))
-        pre_logw = np.where(is_head, head_z[rows[:, :, None], hidx], np.take_along_axis(t_logw, tidx, 2))
-        if draw:
-            items = pre_item[:, 0, :]
-            pre_rank, pre_item, pre_logw = pre_rank[:, 1:], pre_item[:, 1:], pre_logw[:, 1:]
-    z_items = np.take_along_axis(zb, items, axis=1).astype(np.float64)
-    probs = np.zeros((n, k, k), dtype=np.float64)  # [row, realised item, position]
-    probs[:, :, 0] = np.exp(np.minimum(z_items - lse_all[:, None], 0.0))
-    if k > 1:
-        probs[:, :, 1:] = _rao_blackwell(head_z, suffix, items, z_items, pre_rank, pre_item, pre_logw)
-    ps = probs[:, np.arange(k), np.arange(k)]
-    inc = np.maximum(np.minimum(probs.sum(axis=2), 1.0), ps)
-    return items, np.clip(ps, MIN_PROPENSITY, 1.0), np.clip(inc, MIN_PROPENSITY, 1.0)
-
-
-def _rao_blackwell(head_z, suffix, items, z_items, pre_rank, pre_item, pre_logw) -> np.ndarray:
-    """Estimates of P(realised item at position j), j = 1..K−1, from M prefixes: (n, K, K−1)."""
-    n, big_l = head_z.shape
-    m = pre_rank.shape[1]
-    k = items.shape[1]
-    rows = np.arange(n)[:, None]
-    samp = np.arange(m)[None, :]
-    out = np.zeros((n, k, k - 1), dtype=np.float64)
-    taken = np.zeros((n, m, big_l), dtype=bool)
-    in_prefix = np.zeros((n, m, k), dtype=bool)
-    for j in range(k - 1):  # prefix of length j + 1 → the estimate for position j + 1
-        r = pre_rank[:, :, j]
-        taken[rows, samp, np.minimum(r, big_l - 1)] |= r < big_l
-        in_prefix |= items[:, None, :] == pre_item[:, :, j, None]
-        m_star = np.argmin(taken, axis=2)  # best untaken head rank (exists: L ≥ K > j + 1)
-        base = suffix[rows, m_star]
-        beyond = pre_rank[:, :, : j + 1] > m_star[:, :, None]
-        w_rel = np.where(beyond, np.exp(np.minimum(pre_logw[:, :, : j + 1] - base[:, :, None], 0.0)), 0.0)
-        log_r = base + np.log1p(-np.minimum(w_rel.sum(axis=2), 1.0 - 1e-16))
-        log_r = np.maximum(log_r, head_z[rows, m_star])  # R ≥ w of the best untaken head item
-        term = np.exp(np.minimum(z_items[:, None, :] - log_r[:, :, None], 0.0))  # (n, M, K)
-        out[:, :, j] = np.where(in_prefix, 0.0, term).mean(axis=1)
-    return out
-
-
-def _tail_keys(flat, n_items, zb, lse_tail, head_keys, t_keys, t_items, t_logw, rng) -> None:
-    """Fill the largest tail keys (descending) and their items, per (row, sample).
-
-    ``flat`` is ``(running sum, row start, row total)``: the running sum of every row's tail
-    weights (head items weigh 0) over the flattened block — one sorted array, so one
-    ``searchsorted`` serves every row. All steps' items are drawn at once (∝ w, duplicates
-    within a sample redrawn: sampling without replacement by rejection); the key chain then runs
-    over the steps on (rows, samples) arrays.
-    """
-    n, m, n_pre = t_keys.shape
-    rows = np.broadcast_to(np.arange(n)[:, None, None], (n, m, n_pre)).ravel()
-    item = _draw_rows(flat, rows, n_items, rng).reshape(n, m, n_pre)
-    for s in range(1, n_pre):  # redraw an item already drawn earlier in the same sample
-        for _ in range(50):
-            dup = (item[:, :, :s] == item[:, :, s, None]).any(axis=2)
-            if not dup.any():
-                break
-            ri, si = np.nonzero(dup)
-            item[ri, si, s] = _draw_rows(flat, ri, n_items, rng)
-    logw = np.take_along_axis(zb, item.reshape(n, -1), axis=1).reshape(n, m, n_pre).astype(np.float64)
-    # a tail key below the n_pre-th largest head key can never enter the prefix
-    thr = -np.partition(-head_keys, n_pre - 1, axis=2)[:, :, n_pre - 1]
-    lse = np.repeat(lse_tail[:, None], m, axis=1)
-    prev = np.full((n, m), np.inf)
-    g = gumbel(rng, (n, m, n_pre))
-    with np.errstate(over="ignore", divide="ignore"):
-        for s in range(n_pre):
-            key = -np.logaddexp(-prev, -(lse + g[:, :, s]))  # Gumbel(lse) truncated below prev
-            t_keys[:, :, s] = np.where(key > thr, key, -np.inf)
-            prev = key
-            lse = lse + np.log1p(-np.minimum(np.exp(logw[:, :, s] - lse), 1.0))
-    t_items[...] = item
-    t_logw[...] = logw
-
-
-def _draw_rows(flat, rows: np.ndarray, n_cols: int, rng: np.random.Generator) -> np.ndarray:
-    """One column per requested row, drawn ∝ the row's weights by inverse CDF.
-
-    ``flat = (running, start, total)``: ``running`` is the float64 running sum of all rows'
-    weights (row-major), ``start[r]`` the sum before row ``r`` and ``total[r]`` its weight. The
-    first column whose running sum exceeds ``start + u·total`` is drawn (zero-weight columns
-    never are); float64 keeps weights down to ~1e-9 of a row's largest weight exact.
-    """
-    running, start, total = flat
-    target = start[rows] + rng.random(rows.size) * total[rows]
-    pos = np.searchsorted(running, target, side="right") - rows * n_cols
-    return np.clip(pos, 0, n_cols - 1)
+        for full, part in zip(out[:3], redo[:3], strict=True):
+            full[bad] = part
+    return out[:3]
 
 
 # --------------------------------------------------------------------------------------------
