@@ -57,11 +57,10 @@ def _bench_size(
     from simulator.catalog.catalog import make_catalog
     from simulator.clicks.models import make_click_model
     from simulator.config import CatalogSection, HistorySection, RelevanceSection, UsersSection
+    from simulator.kernels import set_threads
     from simulator.logs.window import LogWindow
     from simulator.policies import WorldView, make_policy
     from simulator.users.population import active_users, make_population, organic_history
-
-    from simulator.kernels import set_threads
 
     out = []
     set_threads(1)  # one thread for the compiled kernels too, like the runner's workers
