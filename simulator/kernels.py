@@ -54,6 +54,9 @@ def _sift_down(hv, hi, pos, k):
             return
 
 
+_BLOCK = 64
+
+
 def _top_k_py(scores, k, out_idx, out_val):  # pragma: no cover - compiled
     n, m = scores.shape
     for r in prange(n):
@@ -65,11 +68,25 @@ def _top_k_py(scores, k, out_idx, out_val):  # pragma: no cover - compiled
             hi[j] = j
         for pos in range(k // 2 - 1, -1, -1):
             _sift_down(hv, hi, pos, k)
-        for c in range(k, m):
-            v = row[c]
-            # strict: an equal score at a later column is weaker than the root
-            if v > hv[0]:
-                hv[0] = v
+        # Full blocks of _BLOCK columns: the block maximum (a fixed-length loop LLVM vectorises)
+        # rejects most blocks with one comparison against the heap's root; only blocks that beat
+        # it are scanned. Strict comparisons: an equal score at a later column is weaker.
+        n_full = (m - k) // _BLOCK
+        for b in range(n_full):
+            start = k + b * _BLOCK
+            bmax = row[start]
+            for j in range(1, _BLOCK):
+                x = row[start + j]
+                bmax = x if x > bmax else bmax
+            if bmax > hv[0]:
+                for c in range(start, start + _BLOCK):
+                    if row[c] > hv[0]:
+                        hv[0] = row[c]
+                        hi[0] = c
+                        _sift_down(hv, hi, 0, k)
+        for c in range(k + n_full * _BLOCK, m):
+            if row[c] > hv[0]:
+                hv[0] = row[c]
                 hi[0] = c
                 _sift_down(hv, hi, 0, k)
         # heap-sort ascending by weakness, written best-first
