@@ -369,7 +369,7 @@ def position_bias(
     ],
     method: Annotated[str, typer.Option(help="ctr_ratio, swap, em, or all")] = "all",
     reference: Annotated[int, typer.Option(help="reference position (0-based), examination 1")] = 0,
-    bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap replicates over sessions")] = 200,
+    bootstrap: Annotated[int, typer.Option(min=10, help="bootstrap replicates over sessions (>= 10)")] = 200,
     confidence: Annotated[float, typer.Option(help="level of the per-position intervals")] = 0.95,
     seed: Annotated[int, typer.Option(min=0, help="seed of the bootstrap")] = 0,
     em_key: Annotated[str, typer.Option(help="EM relevance key: item or user_item")] = "item",

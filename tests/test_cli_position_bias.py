@@ -153,3 +153,18 @@ def test_unreadable_and_missing_logs_exit_2(tmp_path):
     assert res.exit_code == 2 and "cannot read" in res.output
     res = _invoke(tmp_path / "nowhere.parquet")
     assert res.exit_code == 2 and "log not found" in res.output
+
+
+def test_a_folder_pooling_several_runs_is_refused(tmp_path):
+    # e.g. a study's logs/: regime=deterministic/ and regime=randomised/ share session ids
+    for regime in ("deterministic", "randomised"):
+        (tmp_path / "logs" / f"regime={regime}").mkdir(parents=True)
+        _write(tmp_path / "logs" / f"regime={regime}", _log(regime), "part-00000.parquet")
+    res = _invoke(tmp_path / "logs", "--bootstrap", 10)
+    assert res.exit_code == 2, res.output
+    assert "2 regime partitions" in res.output
+
+
+def test_too_few_bootstrap_replicates_are_refused(tmp_path):
+    res = _invoke(_write(tmp_path, _log("randomised")), "--bootstrap", 0)
+    assert res.exit_code == 2 and "bootstrap" in res.output

@@ -299,19 +299,21 @@ def open_log(
     for e in exprs:
         flt = e if flt is None else flt & e
 
-    partition_values: dict[str, set] = {"policy": set(), "seed": set()}
+    # every hive partition key (policy=, seed=, but also e.g. a study's eta= / regime=) must have
+    # one value: pooling the logs of different runs would mix their sessions silently
+    partition_values: dict[str, set] = {}
     if path.is_dir():
         for f in probe.files:
-            for key in partition_values:
-                m = re.search(rf"(?:^|/){key}=([^/]+)/", f)
-                if m:
-                    partition_values[key].add(m.group(1))
+            rel = str(Path(f).relative_to(path))
+            for key, val in re.findall(r"(?:^|/)([A-Za-z_][\w.]*)=([^/]+)(?=/)", rel):
+                partition_values.setdefault(key, set()).add(val)
 
     for key, found in partition_values.items():
         if len(found) > 1 and key not in filters:
+            how = f"one at a time with --{key}" if key in ("policy", "seed") else "one partition at a time"
             raise LogSchemaError(
                 f"{path} holds {len(found)} {key} partitions {sorted(found)[:10]}: a feedback loop is one "
-                f"policy's; audit one at a time with --{key}"
+                f"run's log; read {how}"
             )
 
     dataset = probe

@@ -213,6 +213,10 @@ class PositionBiasStudyConfig(_Section):
                 text = text.replace(f"  {table}.", f"  world.{table}.")
             raise ConfigError(text) from None
         k = cfg.simulation.slate_size
+        if k < 2:
+            raise ConfigError(
+                f"world.simulation.slate_size must be >= 2 (position bias needs two positions); got {k}"
+            )
         if self.study.candidates < k:
             raise ConfigError(
                 f"study.candidates must be >= world.simulation.slate_size = {k}; got {self.study.candidates}"
@@ -718,6 +722,12 @@ def run_position_bias_study(
     if manifest.is_file() and '"kind": "position_bias_study"' not in manifest.read_text():
         raise ResultsError(f"{out} holds another kind of results (its manifest.json); use another --out")
     cfg.experiment_config()
+    if cfg.obd.enabled:  # fail before anything is written
+        from simulator.ope.data import default_obd_dir
+
+        path = Path(cfg.obd.path) if cfg.obd.path else default_obd_dir() / "random" / "all.csv"
+        if not path.is_file():
+            raise ConfigError(f"obd.path: Open Bandit Dataset log not found: {path} (or obd.enabled = false)")
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     for seed in tqdm(cfg.study.seeds, desc=cfg.study.name, unit="seed", disable=not progress):
