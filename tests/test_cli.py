@@ -69,8 +69,13 @@ def test_missing_and_malformed_files_exit_2(tmp_path):
 
 
 def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
-    # 12 cells of 20 rounds: the signal lands after 2 while ~10 remain (seconds of work)
-    data = tiny_config_data(experiment={"n_rounds": 20, "seeds": list(range(12))}, policies={"random": {}})
+    # 12 cells of ~1 s each: the signal lands after the first while ~11 s of work remain
+    data = tiny_config_data(
+        experiment={"n_rounds": 30, "seeds": list(range(12))},
+        users={"n_users": 3000},
+        catalog={"n_items": 1500, "n_artists": 150},
+        policies={"random": {}},
+    )
     cfg = _write_config(tmp_path / "c.toml", data)
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -80,14 +85,14 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
         text=True,
     )
     deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "cells").glob("*/cell.json"))) < 2:
+    while time.time() < deadline and len(list((out / "cells").glob("*/cell.json"))) < 1:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")}
     assert proc.returncode == 130, err  # 0 would mean the run finished before the interrupt
     assert "rerun the same command" in err
-    assert 2 <= len(finished) < 12
+    assert 1 <= len(finished) < 12
     res = _run("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
     assert res.returncode == 0, res.stderr
     assert f"({12 - len(finished)} computed, {len(finished)} resumed)" in res.stdout
@@ -97,8 +102,13 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
 
 
 def test_kill_keeps_finished_cells(tmp_path):
-    # 12 cells of 20 rounds: the signal lands after 2 while ~10 remain (seconds of work)
-    data = tiny_config_data(experiment={"n_rounds": 20, "seeds": list(range(12))}, policies={"random": {}})
+    # 12 cells of ~1 s each: the signal lands after the first while ~11 s of work remain
+    data = tiny_config_data(
+        experiment={"n_rounds": 30, "seeds": list(range(12))},
+        users={"n_users": 3000},
+        catalog={"n_items": 1500, "n_artists": 150},
+        policies={"random": {}},
+    )
     cfg = _write_config(tmp_path / "c.toml", data)
     out = tmp_path / "out"
     proc = subprocess.Popen(
