@@ -83,6 +83,9 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job (`cmd &`, CI runners) inherits SIGINT ignored; Python then
+        # installs no KeyboardInterrupt handler: give the child the default disposition back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "cells").glob("*/cell.json"))) < 1:
