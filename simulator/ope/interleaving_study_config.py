@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from simulator.config import ExperimentConfig, PolicySpec, apply_overrides, parse_config, read_toml
+from simulator.config import ExperimentConfig, PolicySpec, _suggest, apply_overrides, parse_config, read_toml
 from simulator.errors import ConfigError
 from simulator.ope.study_config import DETERMINISTIC_WRAPPERS, FROZEN_SCORING, TARGET_TYPES
 
@@ -229,11 +229,6 @@ def _check_policy(where: str, spec: PolicySpec) -> None:
         base = str(spec.params.get("base", "greedy"))
         if base not in FROZEN_SCORING:
             raise ValueError(f"{where}.base must be a frozen scoring policy {FROZEN_SCORING}; got {base!r}")
-
-
-def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"study": PowerStudySection, "methods": MethodsSection}

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from simulator.config import ExperimentConfig, PolicySpec, apply_overrides, parse_config, read_toml
+from simulator.config import ExperimentConfig, PolicySpec, _suggest, apply_overrides, parse_config, read_toml
 from simulator.errors import ConfigError
 
 __all__ = [
@@ -324,11 +324,6 @@ def _check_target(label: str, spec: PolicySpec) -> None:
         raise ValueError(
             f"{where}.base must be a frozen scoring policy {FROZEN_SCORING}; got {_base_of(spec)!r}"
         )
-
-
-def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"study": StudySection, "estimators": EstimatorsSection}
