@@ -7,12 +7,8 @@ import pytest
 
 from simulator.catalog.catalog import make_catalog
 from simulator.config import CatalogSection, HistorySection, RelevanceSection, UsersSection
-from simulator.users.population import (
-    active_users,
-    make_population,
-    organic_history,
-    top_k_rows,
-)
+from simulator.kernels import top_k_rows
+from simulator.users.population import active_users, make_population, organic_history
 
 
 def _world(n_users=300, n_items=200, **users):

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from simulator.kernels import top_k_ucb_rows
+from simulator.kernels import top_k_rows, top_k_ucb_rows
 from simulator.policies._mc_kernels import rank_counts
 from simulator.policies.base import (
     PolicyBase,
@@ -31,7 +31,7 @@ from simulator.policies.base import (
     register,
 )
 from simulator.policies.propensity import counts_propensities
-from simulator.users.population import chunk_rows, top_k_rows
+from simulator.users.population import chunk_rows
 
 
 def _beta32(a: np.ndarray, b: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

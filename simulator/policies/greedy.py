@@ -11,30 +11,23 @@ import numpy as np
 from pydantic import Field
 
 from simulator.policies.base import PolicyBase, Slate, WorldView, policy_dataclass, register
+from simulator.scoring import gemm_top_k
 from simulator.training.als import ImplicitALS, stream_counts
-from simulator.users.population import chunk_rows, top_k_rows
+from simulator.users.population import chunk_rows
 
 
 def factor_top_k(
     user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items by ``U[u] · V[i]``, scored in user chunks (bounded memory).
+    """Top-``k`` items by ``U[u] · V[i]``, GEMM and selection fused in cache-sized user blocks.
 
     Returns
     -------
     items : ndarray of shape (n, k), int32
     scores : ndarray of shape (n, k), float32
     """
-    n_items = item_factors.shape[0]
-    items = np.empty((users.size, k), dtype=np.int32)
-    scores = np.empty((users.size, k), dtype=np.float32)
     vt = np.ascontiguousarray(item_factors.T)
-    step = chunk_rows(n_items)
-    for start in range(0, users.size, step):
-        rows = slice(start, min(start + step, users.size))
-        block = user_factors[users[rows]] @ vt
-        items[rows], scores[rows] = top_k_rows(block, k)
-    return items, scores
+    return gemm_top_k(lambda rows: user_factors[users[rows]], vt, users.size, k)
 
 
 @register("greedy")

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from simulator.errors import ConfigError
+from simulator.kernels import top_k_rows
 from simulator.policies.base import (
     POLICIES,
     PolicyBase,
@@ -28,7 +29,6 @@ from simulator.policies.base import (
     register,
 )
 from simulator.policies.propensity import epsilon_greedy_table, plackett_luce_slates
-from simulator.users.population import top_k_rows
 
 
 def top_candidates(block: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from scipy.special import expit
 
 from simulator.catalog.catalog import Catalog
 from simulator.config import HistorySection, RelevanceSection, UsersSection
-from simulator.kernels import top_k_rows
+from simulator.scoring import gemm_top_k
 
 #: Elements of one user × item block (16 MB of float32: stays in cache between the GEMM and top-K).
 CHUNK_ELEMENTS = 4_000_000
@@ -165,16 +165,19 @@ class Population:
         The genre term rides in the same GEMM as the embedding term (one-hot genre columns on the
         item side), so a block is one matrix product. At most ~4M floats per block.
         """
-        cat, r = self.catalog, self.rel
         item_side = self._item_side()
-        step = chunk_rows(cat.n_items)
+        step = chunk_rows(self.catalog.n_items)
         for start in range(0, users.size, step):
             rows = slice(start, min(start + step, users.size))
-            u = users[rows]
-            user_side = np.concatenate([r.embedding_weight * self.embedding[u], self.genre_logit(u)], axis=1)
-            block = user_side @ item_side
+            block = self._user_side(users[rows]) @ item_side
             block += self._item_bias
             yield rows, block
+
+    def _user_side(self, users: np.ndarray) -> np.ndarray:
+        """``[be·U_u , genre logit_u]``, shape (n, d + G), float32: the left factor of the logits."""
+        return np.concatenate(
+            [self.rel.embedding_weight * self.embedding[users], self.genre_logit(users)], axis=1
+        )
 
     def _item_side(self) -> np.ndarray:
         """``[V ; onehot(genre)]ᵀ``, shape (d + G, n_items), float32 (cached)."""
@@ -195,10 +198,10 @@ class Population:
         items : ndarray of shape (n, k), int32
         relevance : ndarray of shape (n, k), float32
         """
-        items = np.empty((users.size, k), dtype=np.int32)
-        logits = np.empty((users.size, k), dtype=np.float32)
-        for rows, block in self.relevance_chunks(users):
-            items[rows], logits[rows] = top_k_rows(block, k)
+        item_side = self._item_side()
+        items, logits = gemm_top_k(
+            lambda rows: self._user_side(users[rows]), item_side, users.size, k, self._item_bias
+        )
         return items, _sigmoid(logits)
 
 

@@ -1,0 +1,75 @@
+"""Top-``K`` of a users × items score matrix that is never held whole: GEMM and selection fused.
+
+A round's scoring is ``S = L · R + b`` (users × items; ``L`` a per-user side such as ALS user
+factors, ``R`` the item side, ``b`` an optional per-item bias) followed by the top ``K`` items
+of every row. Done on big blocks, the GEMM writes ~16 MB that the selection then reads back
+from memory; here each block is small enough (:func:`score_rows`) to stay in the L2 cache
+between the two, so selecting (:func:`simulator.kernels.top_k_rows`) costs a fraction of the
+GEMM and the whole stage runs close to the bare GEMM's time (see ``benchmarks/throughput.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from simulator.kernels import top_k_rows
+
+#: Float32 scores per fused block: 1 MB, the L2 size of the 2-core machines recloop targets.
+BLOCK_ELEMENTS = 1 << 18
+#: Fewer rows than this starve the GEMM (it re-reads the item side per block): floor of rows.
+MIN_ROWS = 32
+
+
+def score_rows(n_items: int) -> int:
+    """Users per fused GEMM + top-``K`` block: ``BLOCK_ELEMENTS / n_items``, at least ``MIN_ROWS``."""
+    return max(MIN_ROWS, BLOCK_ELEMENTS // max(1, n_items))
+
+
+def gemm_top_k(
+    left: Callable[[slice], np.ndarray],
+    right: np.ndarray,
+    n: int,
+    k: int,
+    bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` columns of every row of ``left(rows) @ right (+ bias)``, block by block.
+
+    Parameters
+    ----------
+    left : callable
+        ``left(rows)`` returns the user side of the rows ``rows`` (a slice of ``range(n)``),
+        shape (len(rows), d), float32 — e.g. ``lambda rows: U[users[rows]]``.
+    right : ndarray of shape (d, n_items), float32
+        The item side, C-contiguous (transposed item factors).
+    n : int
+        Number of rows.
+    k : int, 1 <= k <= n_items
+    bias : ndarray of shape (n_items,), float32, optional
+        Added to every row before selection.
+
+    Returns
+    -------
+    items : ndarray of shape (n, k), int32
+        Best first; ties: lower item index first (as :func:`simulator.kernels.top_k_rows`).
+    scores : ndarray of shape (n, k), float32
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is outside [1, n_items].
+    """
+    n_items = right.shape[1]
+    if not 1 <= k <= n_items:
+        raise ValueError(f"k must be in [1, {n_items}]; got {k}")
+    items = np.empty((n, k), dtype=np.int32)
+    scores = np.empty((n, k), dtype=np.float32)
+    step = score_rows(n_items)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        block = left(rows) @ right
+        if bias is not None:
+            block += bias
+        items[rows], scores[rows] = top_k_rows(block, k)
+    return items, scores
