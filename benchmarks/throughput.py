@@ -9,7 +9,9 @@ first (initial) fit on the pre-system history is timed separately as setup. Peak
 process's maximum resident set size (``resource.getrusage``), so run one size per process for a
 clean number (the script re-executes itself per size). Each size also times the bare float32
 scoring GEMM of its active users (``U @ Vᵀ`` in the policies' user chunks, same threads) and
-prints the run's multiple of it. ``--threads`` sets BLAS and compiled-kernel threads.
+prints the run's multiple of it. ``--threads`` sets the compiled-kernel and fused-scoring
+threads; BLAS runs one thread, as in the runner (``RECLOOP_THREADS``), so the GEMM yardstick is
+single-threaded too.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def _scoring_gemm_s(n_users: int, n_items: int, n_active: int, factors: int = 32) -> float:
+def _scoring_gemm_s(n_users: int, n_items: int, n_active: int, threads: int, factors: int = 32) -> float:
     """Time of the bare float32 scoring GEMM of one round: ``U[active] @ Vᵀ`` (the yardstick of
     issue 7: a round should cost a small multiple). The best of the policies' two user chunkings
     (``chunk_rows``, ~16 MB blocks, and the fused top-K's cache-sized ``score_rows``) is taken,
-    so the yardstick is the fastest plain GEMM, not a slow one."""
+    so the yardstick is the fastest plain GEMM, not a slow one; BLAS gets the run's ``threads``."""
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from simulator.scoring import score_rows
     from simulator.users.population import chunk_rows
@@ -40,12 +43,13 @@ def _scoring_gemm_s(n_users: int, n_items: int, n_active: int, factors: int = 32
     vt = np.ascontiguousarray(rng.standard_normal((n_items, factors), dtype=np.float32).T)
     active = np.sort(rng.choice(n_users, n_active, replace=False))
     best = float("inf")
-    for step in (chunk_rows(n_items), score_rows(n_items)):
-        for _ in range(2):
-            t = time.perf_counter()
-            for start in range(0, n_active, step):
-                u[active[start : start + step]] @ vt
-            best = min(best, time.perf_counter() - t)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for step in (chunk_rows(n_items), score_rows(n_items)):
+            for _ in range(2):
+                t = time.perf_counter()
+                for start in range(0, n_active, step):
+                    u[active[start : start + step]] @ vt
+                best = min(best, time.perf_counter() - t)
     return best
 
 
@@ -78,7 +82,7 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
         return wrapper
 
     set_threads(threads)
-    with threadpool_limits(threads), tempfile.TemporaryDirectory() as tmp:
+    with threadpool_limits(limits=1, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         model = engine.RecloopModel(cfg, policy, 0, log_dir=Path(tmp))
         model.policy.fit(model.window)  # the initial fit on the history is setup, not a round
@@ -97,7 +101,7 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
         wall = time.perf_counter() - t1
         mv = model.datacollector.get_model_vars_dataframe()
         user_rounds = float(mv["n_active"].sum())
-        gemm = _scoring_gemm_s(n_users, n_items, round(user_rounds / rounds)) * rounds
+        gemm = _scoring_gemm_s(n_users, n_items, round(user_rounds / rounds), threads) * rounds
     return {
         "size": f"{n_users}x{n_items}",
         "policy": policy,
@@ -120,7 +124,7 @@ def main() -> None:
     ap.add_argument("--policy", default="greedy")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--no-regret", action="store_true", help="skip the per-round oracle slate")
-    ap.add_argument("--threads", type=int, default=1, help="BLAS and compiled-kernel threads")
+    ap.add_argument("--threads", type=int, default=1, help="compiled-kernel and scoring threads")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:

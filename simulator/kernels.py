@@ -22,12 +22,17 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cg_rows", "set_threads", "top_k_rows", "top_k_ucb_rows"]
+__all__ = ["cg_rows", "get_threads", "set_threads", "top_k_rows", "top_k_ucb_rows"]
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads (clipped to [1, cores]) in the compiled kernels."""
+    """Use ``n`` threads (clipped to [1, cores]) in the compiled kernels (calling thread)."""
     numba.set_num_threads(int(min(max(n, 1), numba.config.NUMBA_NUM_THREADS)))
+
+
+def get_threads() -> int:
+    """Threads the compiled kernels use when called from this thread."""
+    return int(numba.get_num_threads())
 
 
 # ------------------------------------------------------------------------------------ top-k
@@ -120,12 +125,15 @@ def _top_k_py(scores, k, out_idx, out_val):  # pragma: no cover - compiled
                     hv[0] = bmax[b]
                     _sift_value(hv, 0, k)
             t = hv[0]
-            # Pass 2: only blocks whose maximum reaches t (about k of them) are scanned.
+            # Pass 2: only blocks whose maximum reaches t (about k of them) are scanned, in
+            # column order, so once the heap is full a score equal to its root is weaker.
             for b in range(n_blocks):
-                if bmax[b] >= t:
-                    for c in range(b * _BLOCK, (b + 1) * _BLOCK):
-                        if row[c] >= t:
-                            cnt = _offer(hv, hi, cnt, row[c], c, k)
+                if bmax[b] < t or (cnt == k and bmax[b] <= hv[0]):
+                    continue
+                for c in range(b * _BLOCK, (b + 1) * _BLOCK):
+                    x = row[c]
+                    if x >= t and (cnt < k or x > hv[0]):
+                        cnt = _offer(hv, hi, cnt, x, c, k)
             for c in range(n_blocks * _BLOCK, m):
                 cnt = _offer(hv, hi, cnt, row[c], c, k)
         else:
@@ -146,7 +154,7 @@ _top_k_parallel = njit(parallel=True, cache=True, nogil=True)(_top_k_py)
 _top_k_serial = njit(cache=True, nogil=True)(_top_k_py)
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(scores: np.ndarray, k: int, parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` columns of each row, sorted by descending score; ties: lower column first.
 
     Parameters
@@ -155,6 +163,10 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         NaN must not occur (a NaN score is never selected unless it is among the first ``k``
         columns, where its order is undefined).
     k : int, 1 <= k <= m
+    parallel : bool, optional
+        Rows in parallel threads; default: when the block has at least
+        ``PARALLEL_MIN_ELEMENTS`` scores. ``False`` for callers that are already one of
+        several threads.
 
     Returns
     -------
@@ -177,8 +189,9 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.empty((n, k), dtype=np.int32)
     vals = np.empty((n, k), dtype=scores.dtype)
     if n:
-        kernel = _top_k_parallel if scores.size >= PARALLEL_MIN_ELEMENTS else _top_k_serial
-        kernel(scores, k, idx, vals)
+        if parallel is None:
+            parallel = scores.size >= PARALLEL_MIN_ELEMENTS
+        (_top_k_parallel if parallel else _top_k_serial)(scores, k, idx, vals)
     return idx, vals
 
 

@@ -6,15 +6,24 @@ of every row. Done on big blocks, the GEMM writes ~16 MB that the selection then
 from memory; here each block is small enough (:func:`score_rows`) to stay in the L2 cache
 between the two, so selecting (:func:`simulator.kernels.top_k_rows`) costs a fraction of the
 GEMM and the whole stage runs close to the bare GEMM's time (see ``benchmarks/throughput.py``).
+
+With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
+contiguous range per thread, each run by a Python thread with a serial
+selection: small GEMMs do not parallelise inside BLAS, and BLAS worker threads waking for every
+small block alternated with selection ran ~20x slower on the 2-core VMs. Rows are independent,
+so the result does not depend on the thread count (BLAS runs single-threaded in every case:
+OpenBLAS rounds differently with one thread and with two).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from simulator.kernels import top_k_rows
+from simulator.kernels import get_threads, top_k_rows
 
 #: Float32 scores per fused block: 1 MB, the L2 size of the 2-core machines recloop targets.
 BLOCK_ELEMENTS = 1 << 18
@@ -66,10 +75,24 @@ def gemm_top_k(
     items = np.empty((n, k), dtype=np.int32)
     scores = np.empty((n, k), dtype=np.float32)
     step = score_rows(n_items)
-    for start in range(0, n, step):
-        rows = slice(start, min(start + step, n))
-        block = left(rows) @ right
-        if bias is not None:
-            block += bias
-        items[rows], scores[rows] = top_k_rows(block, k)
+    starts = list(range(0, n, step))
+
+    def run(part: list[int]) -> None:
+        for start in part:
+            rows = slice(start, min(start + step, n))
+            block = left(rows) @ right
+            if bias is not None:
+                block += bias
+            items[rows], scores[rows] = top_k_rows(block, k, parallel=False)
+
+    threads = min(get_threads(), len(starts))
+    # one BLAS thread in either case, so the scores do not depend on the thread count
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads <= 1:
+            run(starts)
+            return items, scores
+        parts = [list(p) for p in np.array_split(np.asarray(starts), threads)]
+        with ThreadPoolExecutor(threads) as pool:
+            for done in [pool.submit(run, p) for p in parts]:
+                done.result()  # re-raises a worker's exception
     return items, scores

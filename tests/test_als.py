@@ -40,3 +40,27 @@ def test_fit_ranks_seen_items_first():
     scores = als.user_factors_ @ als.item_factors_.T
     assert (scores[:20, :25].mean(1) > scores[:20, 25:].mean(1)).all()
     assert (scores[20:, 25:].mean(1) > scores[20:, :25].mean(1)).all()
+
+
+def test_window_stream_counts_stay_equal_to_a_recount_as_days_come_and_go():
+    """The incremental counts (add the new day, subtract the expired one) equal a full recount."""
+    from simulator.logs.window import LogWindow
+
+    rng = np.random.default_rng(7)
+    n_users, n_items, k = 40, 30, 4
+    window = LogWindow(days=3)
+    window.add_organic(rng.integers(-5, 0, 200), rng.integers(0, n_users, 200), rng.integers(0, n_items, 200))
+    for day in range(8):
+        users = np.sort(rng.choice(n_users, 25, replace=False))
+        items = np.stack([rng.choice(n_items, k, replace=False) for _ in users])
+        clicks = rng.random((users.size, k)) < 0.4
+        window.add_round(day, users, items, clicks, np.ones((users.size, k)), np.ones((users.size, k)))
+        window.advance(day + 1)
+        if day % 3 == 1:
+            continue  # several days arrive and leave between two calls
+        got = window.stream_counts(n_users, n_items)
+        ref = stream_counts(*window.streams(), n_users, n_items)
+        assert got.dtype == np.float32 and got.has_canonical_format
+        assert (got != ref).nnz == 0 and got.nnz == ref.nnz  # no explicit zeros left behind
+    got.data[:] = -1  # a copy: the cache is not aliased
+    assert window.stream_counts(n_users, n_items).min() >= 0

@@ -50,3 +50,36 @@ def test_gemm_top_k_blocks_are_cache_sized_and_bad_k_is_refused():
     right = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError, match=r"k must be in \[1, 4\]"):
         scoring.gemm_top_k(lambda rows: np.zeros((1, 2), np.float32), right, 1, 5)
+
+
+def test_gemm_top_k_does_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(9)
+    left = rng.standard_normal((500, 16)).astype(np.float32)
+    right = np.ascontiguousarray(rng.standard_normal((16, 3000)).astype(np.float32))
+    before = kernels.get_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            kernels.set_threads(threads)
+            results.append(scoring.gemm_top_k(lambda rows: left[rows], right, 500, 10))
+    finally:
+        kernels.set_threads(before)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_gemm_top_k_reraises_a_worker_error():
+    right = np.zeros((2, 5000), np.float32)
+    before = kernels.get_threads()
+
+    def left(rows):
+        if rows.start > 0:
+            raise RuntimeError("bad block")
+        return np.zeros((rows.stop - rows.start, 2), np.float32)
+
+    try:
+        kernels.set_threads(2)
+        with pytest.raises(RuntimeError, match="bad block"):
+            scoring.gemm_top_k(left, right, 500, 3)
+    finally:
+        kernels.set_threads(before)

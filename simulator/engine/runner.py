@@ -179,7 +179,9 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
     from simulator.kernels import set_threads
 
     set_threads(_threads())
-    with threadpool_limits(limits=_threads()):
+    # BLAS stays single-threaded: recloop's GEMMs are small blocks, BLAS worker threads spinning
+    # between them starve the kernels' threads, and OpenBLAS rounds differently with 2 threads.
+    with threadpool_limits(limits=1, user_api="blas"):
         model = RecloopModel(config, cell.policy, cell.seed, log_dir=folder / "logs")
         model.run()
     _write_cell_tables(model, folder, cell)
@@ -220,7 +222,8 @@ def install_cell(root: Path, cell: Cell, staging: Path) -> None:
 
 
 def _threads() -> int:
-    """Threads per cell for BLAS and the compiled kernels (1: cells, not threads, use the cores)."""
+    """Threads per cell of the compiled kernels and fused scoring (1: cells, not threads, use the
+    cores). BLAS always runs one thread per cell."""
     return int(os.environ.get("RECLOOP_THREADS", "1"))
 
 

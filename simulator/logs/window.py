@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class LogWindow:
         self.days = days
         self.keep_impressions = keep_impressions
         self._chunks: deque[DayChunk] = deque()
+        # stream_counts cache: the summed matrix and the chunks (by identity) summed into it
+        self._counts: sp.csr_matrix | None = None
+        self._counted: list[tuple[DayChunk, sp.csr_matrix]] = []
 
     def add_organic(self, day: np.ndarray, user: np.ndarray, item: np.ndarray) -> None:
         """Add pre-system streams (organic: no position, no propensity)."""
@@ -101,6 +105,37 @@ class LogWindow:
             self._cat("item", True).astype(np.int32),
         )
 
+    def stream_counts(self, n_users: int, n_items: int) -> sp.csr_matrix:
+        """Stream counts ``n_ui`` of the window, maintained incrementally.
+
+        Each call adds the days that arrived and subtracts the days that left since the previous
+        call (one sparse add of canonical CSR matrices, O(nnz of the window)), instead of
+        re-sorting every stream of the window; each day is converted to CSR once.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+            Canonical (sorted indices, no duplicates, no explicit zeros); a fresh copy.
+        """
+        shape = (n_users, n_items)
+        if self._counts is None or self._counts.shape != shape:
+            self._counts = sp.csr_matrix(shape, dtype=np.int32)
+            self._counted = []
+        live = {id(c) for c in self._chunks}
+        counted = {id(c) for c, _ in self._counted}
+        delta = [m for c, m in self._counted if id(c) not in live]
+        total = self._counts
+        for m in delta:
+            total = total - m
+        self._counted = [(c, m) for c, m in self._counted if id(c) in live]
+        for c in self._chunks:
+            if id(c) not in counted:
+                m = _day_counts(c.user[c.click], c.item[c.click], shape)
+                total = total + m
+                self._counted.append((c, m))
+        self._counts = total
+        return total.astype(np.float32)
+
     def impressions(self) -> dict[str, np.ndarray]:
         """Every kept row (streams and, if kept, impressions) as a dict of (m,) arrays."""
         names = ("user", "item", "click", "position", "pscore", "examination")
@@ -111,3 +146,10 @@ class LogWindow:
             else np.empty(0, np.int32)
         )
         return out
+
+
+def _day_counts(user: np.ndarray, item: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Canonical int32 CSR of (user, item) stream counts, duplicates summed."""
+    m = sp.csr_matrix((np.ones(user.size, dtype=np.int32), (user, item)), shape=shape)
+    m.sum_duplicates()
+    return m

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from simulator.policies.base import PolicyBase, Slate, WorldView, policy_dataclass, register
 from simulator.scoring import gemm_top_k
-from simulator.training.als import ImplicitALS, stream_counts
+from simulator.training.als import ImplicitALS
 from simulator.users.population import chunk_rows
 
 
@@ -65,8 +65,7 @@ class GreedyPolicy(PolicyBase):
         self.n_fits_ = 0
 
     def fit(self, window) -> None:
-        user, item = window.streams()
-        counts = stream_counts(user, item, self.world_.n_users, self.world_.catalog.n_items)
+        counts = window.stream_counts(self.world_.n_users, self.world_.catalog.n_items)
         self.model_.fit(counts, self.iterations if self.n_fits_ == 0 else self.warm_iterations)
         self.n_fits_ += 1
 

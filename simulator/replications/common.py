@@ -172,6 +172,12 @@ class StreamLog:
             return np.empty(0, np.int32), np.empty(0, np.int32)
         return np.concatenate(self.users), np.concatenate(self.items)
 
+    def stream_counts(self, n_users: int, n_items: int):
+        """Stream counts as LogWindow.stream_counts gives them (recomputed: small worlds)."""
+        from simulator.training.als import stream_counts
+
+        return stream_counts(*self.streams(), n_users, n_items)
+
 
 def make_world_policy(name: str, n_users: int, catalog: Any, population: Any, rng, **params: Any):
     """A registered recloop policy bound to a replication world (``reset`` called)."""
