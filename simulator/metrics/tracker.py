@@ -73,6 +73,7 @@ class MetricTracker:
         self._exposure_days: deque[np.ndarray] = deque()  # per-round item ids shown
         self._reach_days: deque[np.ndarray] = deque()  # per-round (user·I + item) keys
         self._active_days: deque[np.ndarray] = deque()
+        self._active_count = np.zeros(n_users, dtype=np.int32)  # active days in the window
         self.shown = np.zeros((n_users, g), dtype=np.int32)  # user-window sums
         self.consumed = np.zeros((n_users, g), dtype=np.int32)
         self._user_days: deque[_UserRound] = deque()
@@ -133,11 +134,12 @@ class MetricTracker:
             (np.repeat(users.astype(np.int64), items.shape[1]) * self.catalog.n_items) + flat
         )
         self._active_days.append(users)
+        self._active_count[users] += 1  # users of one round are distinct
         while len(self._exposure_days) > self.cfg.window_days:
             old = self._exposure_days.popleft()
             self.exposure -= np.bincount(old, minlength=self.catalog.n_items)
             self._reach_days.popleft()
-            self._active_days.popleft()
+            self._active_count[self._active_days.popleft()] -= 1
 
     def _slide_users(self, users: np.ndarray, items: np.ndarray, clicks: np.ndarray) -> None:
         g = self.catalog.n_genres
@@ -170,7 +172,7 @@ class MetricTracker:
         counts = self.exposure
         reach_keys = _unique(np.concatenate(self._reach_days))
         reach = np.bincount(reach_keys % self.catalog.n_items, minlength=self.catalog.n_items)
-        n_window_users = _unique(np.concatenate(self._active_days)).size
+        n_window_users = int(np.count_nonzero(self._active_count))
         return {
             "gini": F.gini(counts),
             "coverage": F.coverage_from_counts(counts),
@@ -192,7 +194,9 @@ class MetricTracker:
         total = shown.sum(axis=1, keepdims=True)
         q = np.divide(shown, total, out=np.zeros(shown.shape), where=total > 0)
         out["miscalibration"] = _nanmean(F.miscalibration(self.pop.taste[users].astype(np.float64), q))
-        out["homogenization"] = F.mean_pairwise_jaccard(self.tracked_consumed > 0)
+        consumed = self.tracked_consumed > 0
+        # items nobody tracked consumed change no intersection or union: drop their columns
+        out["homogenization"] = F.mean_pairwise_jaccard(consumed[:, consumed.any(axis=0)])
         out["alt_genre_loss"] = self.alt_genre_loss()
         return out
 
