@@ -8,11 +8,12 @@ between the two, so selecting (:func:`simulator.kernels.top_k_rows`) costs a fra
 GEMM and the whole stage runs close to the bare GEMM's time (see ``benchmarks/throughput.py``).
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
-contiguous range per thread, each run by a Python thread with a serial
-selection: small GEMMs do not parallelise inside BLAS, and BLAS worker threads waking for every
-small block alternated with selection ran ~20x slower on the 2-core VMs. Rows are independent,
-so the result does not depend on the thread count (BLAS runs single-threaded in every case:
-OpenBLAS rounds differently with one thread and with two).
+contiguous range per thread, each run by a Python thread (GEMM and the compiled selection both
+release the GIL) with single-threaded BLAS and a serial selection: small GEMMs do not
+parallelise inside BLAS, and BLAS worker threads woken for every small block, alternating with
+the selection, ran ~20x slower on the 2-core VMs. Rows are independent and BLAS runs one thread
+in every case (OpenBLAS rounds differently with one thread and with two), so the result does not
+depend on the thread count.
 """
 
 from __future__ import annotations
