@@ -34,9 +34,14 @@ MIN_ROWS = 32
 
 
 @functools.cache
-def _blas() -> ThreadpoolController:
+def _controller() -> ThreadpoolController:
     # scanning the loaded libraries costs ~5 ms; a controller made once limits them in ~30 µs
     return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context manager: BLAS runs one thread inside (cheap: a cached ``ThreadpoolController``)."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def score_rows(n_items: int) -> int:
@@ -95,7 +100,7 @@ def gemm_top_k(
 
     threads = min(get_threads(), len(starts))
     # one BLAS thread in either case, so the scores do not depend on the thread count
-    with _blas().limit(limits=1, user_api="blas"):
+    with single_threaded_blas():
         if threads <= 1:
             run(starts)
             return items, scores

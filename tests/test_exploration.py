@@ -466,6 +466,55 @@ def test_recommend_is_chunked(name, params, big_world, monkeypatch):
     assert peak < dense / 2, (name, peak, dense)
 
 
+BLOCKED = [
+    ("boltzmann", {"mc_samples": 4, "base_params": {"iterations": 1}}),
+    ("mmr", {"base_params": {"iterations": 1}}),
+    ("calibrated", {"base_params": {"iterations": 1}}),
+    ("linear_thompson", {"mc_samples": 8, "mc_candidates": 32}),
+    ("linucb", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), BLOCKED)
+def test_blocked_recommend_does_not_depend_on_the_thread_count(name, params, big_world):
+    from simulator.kernels import get_threads, set_threads
+
+    view, window = big_world
+    policy = make_policy(name, **params)
+    policy.reset(view, np.random.default_rng(3))
+    policy.fit(window)
+    users = np.arange(0, view.n_users, 2)
+    before = get_threads()
+    try:
+        slates = []
+        for threads in (1, 2):
+            set_threads(threads)
+            slates.append(policy.recommend(users, 5, np.random.default_rng(4)))
+    finally:
+        set_threads(before)
+    np.testing.assert_array_equal(slates[0].items, slates[1].items)
+    np.testing.assert_array_equal(slates[0].pscore, slates[1].pscore)
+
+
+@pytest.mark.parametrize(("name", "params"), BLOCKED[:3])
+def test_wrappers_score_factor_bases_like_their_score_chunks(name, params, big_world, monkeypatch):
+    """Scores formed from the base's factors in cache-sized blocks, or read through its
+    score_chunks: the same slates (and the same propensities, up to float32 rounding)."""
+    import simulator.policies._blocks as blocks
+
+    view, window = big_world
+    policy = make_policy(name, **params)
+    policy.reset(view, np.random.default_rng(3))
+    policy.fit(window)
+    users = np.arange(0, view.n_users, 3)
+    fused = policy.recommend(users, 5, np.random.default_rng(4))
+    monkeypatch.setattr(blocks, "factor_scorer", lambda policy: None)
+    chunked = policy.recommend(users, 5, np.random.default_rng(4))
+    assert (fused.items == chunked.items).all(axis=1).mean() > 0.99  # a near-tie may differ
+    same = (fused.items == chunked.items).all(axis=1)
+    np.testing.assert_allclose(fused.pscore[same], chunked.pscore[same], rtol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------
 # the two experiments, at a tiny size
 # ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from scipy.special import logsumexp
 
 from simulator import kernels
-from simulator.policies import _mc_kernels, _pl_kernels
+from simulator.policies import _mc_kernels, _pl_kernels, _rerank_kernels, _select
 from simulator.policies.base import MIN_PROPENSITY
 from simulator.policies.propensity import plackett_luce_slates
 
@@ -162,6 +162,213 @@ def test_rank_counts_match_numpy():
             above = (s > own[:, None]).sum(axis=1)
             want_pos[r, j] = (above == j).sum()
             want_any[r, j] = (above < k).sum()
+    # float32 sums in another order can flip a near-tie: allow a handful of the n·M·K comparisons
+    assert np.abs(at_pos - want_pos).sum() <= 3
+    assert np.abs(anywhere - want_any).sum() <= 3
+
+
+def test_tail_draws_over_many_blocks_follow_the_softmax():
+    """A tail of many CDF blocks (the guide table's walk): first-position frequencies, 5 sd."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=300) * 1.5
+    z[[10, 200]] = np.sort(z)[-3] - 0.1  # two heavy tail items, in different blocks
+    soft = np.exp(z - logsumexp(z))
+    n = 60_000
+    items, _, _ = plackett_luce_slates(np.tile(z, (n, 1)), 3, 1, rng, head=3)
+    freq = np.bincount(items[:, 0], minlength=300) / n
+    assert (np.abs(freq - soft) <= 5 * np.sqrt(soft * (1 - soft) / n) + 1e-4).all()
+    assert all(len(set(r)) == 3 for r in items[:1000].tolist())
+
+
+def test_shorter_estimate_prefixes_give_the_same_slates_and_estimates():
+    """Estimate-only prefixes stop at K − 1 items: the same output as with given slates."""
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(40, 500)) * 2.0
+    g = rng.gumbel(size=(40, 5, 6))
+    e, u = rng.standard_exponential((40, 5, 4)), rng.random((40, 5, 4))
+    items, ps, inc, _ = _pl_kernels.pl_rows(z, 1.0, 6, None, 4, g, e, u, MIN_PROPENSITY)
+    # the same estimate prefixes (numbers 1..4) for the drawn slates, as given slates
+    _, ps2, inc2, _ = _pl_kernels.pl_rows(z, 1.0, 6, items, 3, g[:, 1:], e[:, 1:], u[:, 1:], MIN_PROPENSITY)
+    np.testing.assert_allclose(ps[:, 1:], ps2[:, 1:], rtol=1e-6)
+    np.testing.assert_allclose(inc, inc2, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- selection
+@pytest.mark.parametrize("k", [1, 10, 17, 64, 100])
+@pytest.mark.parametrize("m", [20, 300, 5003])
+def test_select_rows_is_top_k_rows(k, m):
+    rng = np.random.default_rng(k + m)
+    s = np.round(rng.standard_normal((40, m)), 1).astype(np.float32)  # many ties
+    s[:3] = 0.0
+    s[3, ::3] = -np.inf
+    k = min(k, m)
+    ref = kernels.top_k_rows(s, k)
+    got = _select.select_rows(s, k)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    idx, vals = _select.select_rows(s.astype(np.float64), k, ordered=False)
+    np.testing.assert_array_equal(np.take_along_axis(s, idx.astype(np.intp), axis=1), vals)
+    assert (np.diff(idx, axis=1) > 0).all()  # column order
+    assert [set(r) for r in idx.tolist()] == [set(r) for r in ref[0].tolist()]
+    with pytest.raises(ValueError, match="k must be in"):
+        _select.select_rows(s, m + 1)
+
+
+# ------------------------------------------------------------------------------------ normals
+def test_fill_normals_are_standard_normal_and_reproducible():
+    from scipy import stats
+
+    out = np.empty(400_001, np.float32)
+    words = np.empty(out.size + 1, np.int32)
+    _mc_kernels.fill_normals(12345, out, words)
+    again = np.empty_like(out)
+    _mc_kernels.fill_normals(12345, again, words)
+    np.testing.assert_array_equal(out, again)
+    other = np.empty(1000, np.float32)
+    _mc_kernels.fill_normals(12346, other, words)
+    assert not np.array_equal(other, out[:1000])
+    assert stats.kstest(out, "norm").pvalue > 1e-3
+    n = out.size
+    for a in (1.0, 2.0, 3.0, 3.7, 4.0):  # 3.7: beyond the ziggurat's base strip (its tail)
+        p = 2 * stats.norm.sf(a)
+        assert abs(np.mean(np.abs(out) > a) - p) < 5 * np.sqrt(p / n)
+    assert abs(out.mean()) < 5 / np.sqrt(n) and abs(out.var() - 1) < 5 * np.sqrt(2 / n)
+
+
+# ---------------------------------------------------------------------------------- re-rankers
+def _mmr_reference(scores, k, c, lam, emb):
+    """The re-ranking by NumPy, candidates best first (the policy's former implementation)."""
+    cand, cs = kernels.top_k_rows(scores, c)
+    lo, hi = cs.min(axis=1, keepdims=True), cs.max(axis=1, keepdims=True)
+    rel = np.divide(cs - lo, hi - lo, out=np.zeros_like(cs), where=hi > lo).astype(np.float32)
+    out = np.empty((scores.shape[0], k), np.int64)
+    for r in range(scores.shape[0]):
+        e = emb[cand[r]]
+        max_sim = np.zeros(c, np.float32)
+        chosen = np.zeros(c, bool)
+        for j in range(k):
+            obj = lam * rel[r] - (1 - lam) * max_sim if j else rel[r].copy()
+            obj[chosen] = -np.inf
+            p = int(np.argmax(obj))
+            chosen[p] = True
+            out[r, j] = cand[r, p]
+            max_sim = np.maximum(max_sim, e @ e[p])
+    return out
+
+
+def _calibrated_reference(scores, k, c, lam, a, genre, p):
+    cand, cs = kernels.top_k_rows(scores, c)
+    lo, hi = cs.min(axis=1, keepdims=True), cs.max(axis=1, keepdims=True)
+    rel = np.divide(cs - lo, hi - lo, out=np.zeros_like(cs), where=hi > lo).astype(np.float64)
+    g = p.shape[1]
+    out = np.empty((scores.shape[0], k), np.int64)
+    for r in range(scores.shape[0]):
+        shown = np.zeros(g)
+        chosen = np.zeros(c, bool)
+        pr = p[r]
+        for j in range(k):
+            q = (shown[None, :] + np.eye(g)) / (j + 1)
+            qt = (1 - a) * q + a * pr[None, :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                kl = np.where(pr > 0, pr * np.log(np.where(pr > 0, pr / qt, 1.0)), 0.0).sum(axis=1)
+            obj = (1 - lam) * rel[r] - lam * kl[genre[cand[r]]]
+            obj[chosen] = -np.inf
+            b = int(np.argmax(obj))
+            chosen[b] = True
+            out[r, j] = cand[r, b]
+            shown[genre[cand[r, b]]] += 1
+    return out
+
+
+def test_rerank_kernels_match_numpy():
+    rng = np.random.default_rng(8)
+    n, m, d, g = 30, 400, 6, 5
+    scores = np.round(rng.standard_normal((n, m)), 2).astype(np.float32)  # some ties
+    emb = rng.standard_normal((m, d)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    genre = rng.integers(0, g, m)
+    p = rng.dirichlet(np.ones(g), n)
+    p[:5, 0] = 0.0  # genres the user never streamed
+    p /= p.sum(axis=1, keepdims=True)
+    for lam in (0.0, 0.3, 1.0):
+        items, _ = _rerank_kernels.mmr_rows(scores, 6, 50, lam, np.ascontiguousarray(emb.T))
+        np.testing.assert_array_equal(items, _mmr_reference(scores, 6, 50, np.float32(lam), emb))
+        items, _ = _rerank_kernels.calibrated_rows(scores, 6, 50, lam, 0.01, genre, p)
+        np.testing.assert_array_equal(items, _calibrated_reference(scores, 6, 50, lam, 0.01, genre, p))
+
+
+# ----------------------------------------------------------------------------- linear bandits
+def _linear_block(n=24, m=700, g=4, e=5, seed=9):
+    rng = np.random.default_rng(seed)
+    genre = np.sort(rng.integers(0, g, m))
+    emb = rng.standard_normal((m, e)).astype(np.float32)
+    feat = np.concatenate([np.eye(g, dtype=np.float32)[genre], emb, np.ones((m, 1), np.float32)], axis=1)
+    mean_u = rng.standard_normal((n, feat.shape[1])).astype(np.float32)
+    inv_q = rng.uniform(0.2, 1.0, (n, feat.shape[1])).astype(np.float32)
+    return rng, genre, feat, mean_u, inv_q
+
+
+def test_ucb_rows_match_top_k_of_the_dense_index():
+    from simulator.policies.bandits import ItemSide
+
+    _, genre, feat, mean_u, inv_q = _linear_block()
+    side = ItemSide(feat, genre, 4)
+    assert side.segments.size - 1 == np.unique(genre).size  # runs: the embedding-only GEMM
+    items, vals = _mc_kernels.ucb_rows(
+        side.left(mean_u) @ side.right,
+        side.left(inv_q) @ side.right2,
+        (side.offsets(mean_u), side.offsets(inv_q)),
+        side.segments,
+        0.7,
+        9,
+    )
+    ref_items, ref_vals = kernels.top_k_ucb_rows(mean_u @ feat.T, inv_q @ (feat * feat).T, 0.7, 9)
+    np.testing.assert_allclose(vals, ref_vals, rtol=1e-5, atol=1e-5)
+    assert (items == ref_items).mean() > 0.99  # near-ties may swap under other rounding
+
+
+def test_lints_rows_slates_and_counts():
+    """Slates: the top K of the sampled scores. Counts: the reference counting on the same
+    candidates and normals (the kernel draws them from the row's seed)."""
+    from simulator.policies.bandits import ItemSide
+
+    rng, genre, feat, mean_u, inv_q = _linear_block()
+    n, d = mean_u.shape
+    k, c, m_s, coef = 5, 20, 40, 0.3
+    sd_w = 0.3 * np.sqrt(inv_q)
+    theta = mean_u + sd_w * rng.standard_normal(sd_w.shape).astype(np.float32)
+    seeds = rng.integers(0, 2**62, n)
+    side = ItemSide(feat, genre, 4)
+    items, sc, at_pos, anywhere = _mc_kernels.lints_rows(
+        side.left(theta) @ side.right,
+        side.left(mean_u) @ side.right,
+        side.left(inv_q) @ side.right2,
+        (side.offsets(theta), side.offsets(mean_u), side.offsets(inv_q)),
+        side.segments,
+        coef,
+        k,
+        c,
+        side.dense,
+        sd_w,
+        m_s,
+        seeds,
+    )
+    sampled = theta @ feat.T
+    np.testing.assert_array_equal(items, kernels.top_k_rows(sampled, k)[0])
+    np.testing.assert_allclose(
+        sc, np.take_along_axis(sampled, items.astype(np.intp), 1), rtol=1e-5, atol=1e-5
+    )
+    cand, _ = kernels.top_k_ucb_rows(mean_u @ feat.T, inv_q @ (feat * feat).T, coef, c)
+    cand = np.sort(cand, axis=1)
+    masked = (items[:, :, None] == cand[:, None, :]).any(axis=2)
+    eps = np.empty((n, m_s, d), np.float32)
+    for r in range(n):
+        e_t = np.empty(d * m_s, np.float32)
+        _mc_kernels.fill_normals(seeds[r], e_t, np.empty(d * m_s + 1, np.int32))
+        eps[r] = e_t.reshape(d, m_s).T
+    want_pos, want_any = _mc_kernels.rank_counts(
+        feat, mean_u, sd_w, np.concatenate([cand, items], axis=1), masked, items, eps
+    )
     # float32 sums in another order can flip a near-tie: allow a handful of the n·M·K comparisons
     assert np.abs(at_pos - want_pos).sum() <= 3
     assert np.abs(anywhere - want_any).sum() <= 3

@@ -6,6 +6,16 @@ Gumbel-top-k prefixes (head keys plus the chain of truncated tail keys, stopped 
 tail key can no longer enter the prefix) and the Rao–Blackwell accumulation — one row at a
 time, so nothing larger than a row (a float64 CDF of ``I`` entries) is ever materialised.
 
+Per row, the costs that were not proportional to the slate are kept to vectorised passes: the
+head (the top ``L`` and the tail maximum) comes from
+:func:`~simulator.policies._select.select_row` (no heap over the row), the tail weights'
+``exp`` pass also forms their float64 sums per block of 16 columns, and a guide table over
+the running block sums (Chen & Asau 1974, "On generating random variates from an empirical
+distribution", AIIE Trans. 6) finds a tail draw's block in ~1 step instead of a binary search.
+The prefixes drawn only for the estimates stop at length ``K − 1``, all the estimator reads
+(their first ``K − 1`` keys are the same as those of longer prefixes), and a tail item's weight
+in ``R_j`` is its float32 tail weight — the one it was drawn with — instead of an ``exp``.
+
 Every random number is drawn by the caller with a NumPy Generator, in arrays whose shapes
 depend only on the block's shape, and passed in; the kernel consumes none of its own. Rows are
 independent (``prange`` over rows for large blocks), so the result does not depend on the
@@ -17,12 +27,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS, _sift_down
+from simulator.kernels import PARALLEL_MIN_ELEMENTS
+from simulator.policies._select import select_row, sort_desc, workspace
 
-__all__ = ["pl_rows"]
+__all__ = ["pl_block", "pl_rows"]
 
 _ONE_MINUS = 1.0 - 1e-16
-_BLOCK = 32  # tail columns per block of the two-level CDF
+_BLOCK = 16  # tail columns per block of the two-level CDF
 _ROWS = 16  # rows per parallel task (one workspace)
 # fastmath without "no NaNs / no infinities": -inf log-weights must keep their meaning
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -36,6 +47,35 @@ def _exp_rel(row, sc, t, w, n2):  # pragma: no cover - compiled
     error < 4e-7), written so that the loop vectorises: the scale ``2^n`` is added to the
     exponent bits in a second pass.
     """
+    _exp_poly(row, sc, t, w, n2)
+    bits = w.view(np.int32)
+    for c in range(row.size):
+        bits[c] += n2[c] << 23
+
+
+@njit(fastmath=_FAST, cache=True)
+def _exp_rel_sums(row, sc, t, w, n2, bs):  # pragma: no cover - compiled
+    """:func:`_exp_rel`, with ``bs[b]`` = :func:`_block_sum` of each block of ``w`` formed in its
+    second pass, while the block is in L1 (``w`` zero-padded to whole blocks)."""
+    _exp_poly(row, sc, t, w, n2)
+    m = row.size
+    bits = w.view(np.int32)
+    full = m // _BLOCK
+    for b in range(full):
+        ib = bits[b * _BLOCK : (b + 1) * _BLOCK]  # a 0-based view: the loop vectorises
+        nb = n2[b * _BLOCK : (b + 1) * _BLOCK]
+        for j in range(_BLOCK):
+            ib[j] += nb[j] << 23
+        bs[b] = _block_sum(w, b)
+    if full < bs.size:
+        for c in range(full * _BLOCK, m):
+            bits[c] += n2[c] << 23
+        bs[full] = _block_sum(w, full)
+
+
+@njit(fastmath=_FAST, cache=True)
+def _exp_poly(row, sc, t, w, n2):  # pragma: no cover - compiled
+    """Pass 1 of :func:`_exp_rel`: the polynomial in ``w`` and the exponent ``n`` in ``n2``."""
     m = row.size
     for c in range(m):
         x0 = np.float32(row[c] * sc - t)
@@ -53,19 +93,32 @@ def _exp_rel(row, sc, t, w, n2):  # pragma: no cover - compiled
         p = p * r * r + r + np.float32(1.0)
         w[c] = p if ok else np.float32(0.0)
         n2[c] = np.int32(fn) if ok else np.int32(0)
-    bits = w.view(np.int32)
-    for c in range(m):
-        bits[c] += n2[c] << 23
 
 
-@njit(fastmath=_FAST, cache=True)
-def _block_sums(w, bs):  # pragma: no cover - compiled
-    m = w.size
-    for b in range(bs.size):
-        acc = 0.0
-        for c in range(b * _BLOCK, min(m, b * _BLOCK + _BLOCK)):
-            acc += np.float64(w[c])
-        bs[b] = acc
+@njit(inline="always", fastmath=_FAST)
+def _block_sum(w, b):
+    """The float64 sum of block ``b`` of ``w`` (zero-padded to whole blocks)."""
+    blk = w[b * _BLOCK : (b + 1) * _BLOCK]  # a 0-based view: the sum vectorises
+    acc = 0.0
+    for c in range(_BLOCK):
+        acc += np.float64(blk[c])
+    return acc
+
+
+@njit(inline="always")
+def _build_guide(bc, guide):
+    """``guide[g]``: the first block whose running sum ``bc`` exceeds ``g/G`` of the total."""
+    nb = bc.size
+    n_g = guide.size
+    step = bc[nb - 1] / n_g
+    g = 0
+    for b in range(nb):  # the g with g·step < bc[b] not yet assigned
+        while g < n_g and g * step < bc[b]:
+            guide[g] = b
+            g += 1
+    while g < n_g:  # rounding: g·step ≥ the total
+        guide[g] = nb - 1
+        g += 1
 
 
 @njit(inline="always")
@@ -100,20 +153,23 @@ def _is_removed(c, rm_col, n_rm):
 
 
 @njit(inline="always")
-def _lookup(w, bc, n_cols, t):
+def _lookup(w, bc, guide, n_cols, t, frac):
     """The column whose CDF interval ``[start, start + w)`` holds ``t``, or -1 (past the end).
 
     The CDF is two-level: ``bc[b]`` is the running sum through block ``b`` and a block is
-    scanned column by column. Also returns the column's ``start`` as the scan sees it.
+    scanned column by column. The block is found from a guide table (Chen & Asau 1974):
+    ``guide[g]`` is the first block whose running sum exceeds ``g/G`` of the total, so a
+    short walk from ``guide[frac·G]`` (``frac ≈ t / total``; ~1 step) replaces a binary
+    search. Also returns the column's ``start`` as the scan sees it.
     """
     nb = bc.size
-    lo = 0  # first block whose running sum exceeds t (branch-free binary search)
-    size = nb
-    while size > 1:
-        half = size >> 1
-        lo = lo + half if bc[lo + half - 1] <= t else lo
-        size -= half
-    lo += 1 if bc[lo] <= t else 0
+    n_g = guide.size
+    g = min(max(int(frac * n_g), 0), n_g - 1)
+    lo = guide[g]  # then the first block whose running sum exceeds t
+    while lo > 0 and bc[lo - 1] > t:
+        lo -= 1
+    while lo < nb and bc[lo] <= t:
+        lo += 1
     if lo >= nb:
         return -1, 0.0
     # in the block (zero-padded to _BLOCK columns): the running sum passes t once
@@ -132,7 +188,7 @@ def _lookup(w, bc, n_cols, t):
 
 
 @njit(inline="always")
-def _draw_tail(w, bc, n_cols, u, total, rem, rm_col, rm_start, s, n_rm):
+def _draw_tail(w, bc, guide, n_cols, u, total, rem, rm_col, rm_start, s, n_rm):
     """A column drawn with probability ``w_c / rem`` among those not removed, from ``u ~ U[0, 1)``.
 
     ``rm_col[s, :n_rm]`` (ascending) are the removed columns, ``rm_start[s]`` the CDF just
@@ -147,18 +203,18 @@ def _draw_tail(w, bc, n_cols, u, total, rem, rm_col, rm_start, s, n_rm):
     before the returned column.
     """
     t = u * total
-    c, start = _lookup(w, bc, n_cols, t)
+    c, start = _lookup(w, bc, guide, n_cols, t, u)
     hit = -1
     for q in range(n_rm):
         if rm_col[s, q] == c:
             hit = q
     if c >= 0 and hit < 0:
         return c, start
-    return _redraw(w, bc, n_cols, u, t, c, hit, rem, rm_col[s], rm_start[s], n_rm)
+    return _redraw(w, bc, guide, n_cols, u, t, c, hit, rem, rm_col[s], rm_start[s], n_rm)
 
 
 @njit
-def _redraw(w, bc, n_cols, u, t, c, hit, rem, rm_col, rm_start, n_rm):
+def _redraw(w, bc, guide, n_cols, u, t, c, hit, rem, rm_col, rm_start, n_rm):
     """The rare branch of :func:`_draw_tail`: ``t`` fell in a removed column (or nowhere)."""
     u2 = u
     if hit >= 0:
@@ -169,7 +225,7 @@ def _redraw(w, bc, n_cols, u, t, c, hit, rem, rm_col, rm_start, n_rm):
             t += np.float64(w[rm_col[q]])
         else:
             break
-    c, start = _lookup(w, bc, n_cols, t)
+    c, start = _lookup(w, bc, guide, n_cols, t, t / bc[bc.size - 1])
     if c >= 0 and not _is_removed(c, rm_col, n_rm):
         return c, start
     last = n_cols - 1 if c < 0 else c
@@ -215,6 +271,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
     n_groups = -(-n // _ROWS)
     for grp in prange(n_groups):
         # workspace, reused by the group's rows
+        fw, iw = workspace(n_items, zb.dtype)
         hv = np.empty(n_heap, dtype=zb.dtype)
         hi = np.empty(n_heap, dtype=np.int64)
         order = np.empty(big_l, dtype=np.int64)
@@ -222,6 +279,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
         w = np.zeros(nb * _BLOCK if has_tail else 1, dtype=np.float32)  # zero padding
         n2 = np.empty(n_items if has_tail else 1, dtype=np.int32)
         bc = np.empty(nb if has_tail else 1, dtype=np.float64)
+        guide = np.zeros(nb if has_tail else 1, dtype=np.int64)
         suffix = np.empty(big_l + 1, dtype=np.float64)
         kv = np.empty((n_s, p1), dtype=np.float64)  # each prefix: keys, descending
         kc = np.empty((n_s, p1), dtype=np.int64)  # head rank, or L + tail step
@@ -235,6 +293,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
         pre_rank = np.empty(p1, dtype=np.int64)
         pre_item = np.empty(p1, dtype=np.int64)
         pre_logw = np.empty(p1, dtype=np.float64)
+        pre_w = np.empty(p1, dtype=np.float64)
         taken = np.empty(big_l, dtype=np.bool_)
         in_prefix = np.empty(k, dtype=np.bool_)
         z_it = np.empty(k, dtype=np.float64)
@@ -244,28 +303,15 @@ def _pl_rows_py(  # pragma: no cover - compiled
         acc_p = np.empty((k, k), dtype=np.float64)  # [realised item, position]
         for r in range(grp * _ROWS, min(n, grp * _ROWS + _ROWS)):
             row = zb[r]
-            # ---- the head: top L (+ the tail maximum) by a heap, as in kernels.top_k_rows
-            for j in range(n_heap):
-                hv[j] = row[j]
-                hi[j] = j
-            for pos in range(n_heap // 2 - 1, -1, -1):
-                _sift_down(hv, hi, pos, n_heap)
-            for c in range(n_heap, n_items):
-                v = row[c]
-                if v > hv[0]:
-                    hv[0] = v
-                    hi[0] = c
-                    _sift_down(hv, hi, 0, n_heap)
+            # ---- the head: top L (+ the tail maximum), as kernels.top_k_rows orders them
+            select_row(row, n_heap, fw, iw, hi, hv)
+            sort_desc(hv, hi, n_heap)
             tmax_s = zb.dtype.type(0)
-            for end in range(n_heap - 1, -1, -1):
-                if end < big_l:
-                    order[end] = hi[0]
-                    head_z[end] = max(np.float64(hv[0] * sc), lowest)
-                else:
-                    tmax_s = max(hv[0] * sc, lowest)  # the tail maximum, in the dtype of zb
-                hv[0] = hv[end]
-                hi[0] = hi[end]
-                _sift_down(hv, hi, 0, end)
+            for h in range(big_l):
+                order[h] = hi[h]
+                head_z[h] = max(np.float64(hv[h] * sc), lowest)
+            if has_tail:
+                tmax_s = max(hv[big_l] * sc, lowest)  # the tail maximum, in the dtype of zb
             if not head_z[0] < np.inf:  # z·scale overflows (or is NaN): the caller shifts the row
                 overflow[r] = True
                 for i in range(k):
@@ -279,28 +325,34 @@ def _pl_rows_py(  # pragma: no cover - compiled
             tmax = 0.0
             if has_tail:
                 tmax = np.float64(tmax_s)
-                _exp_rel(row, sc, tmax_s, w, n2)
-                for h in range(big_l):
+                _exp_rel_sums(row, sc, tmax_s, w, n2, bc)
+                for h in range(big_l):  # the head is not in the tail: zero, and its blocks resummed
                     w[order[h]] = np.float32(0.0)
-                _block_sums(w, bc)
+                for h in range(big_l):
+                    bc[order[h] // _BLOCK] = _block_sum(w, order[h] // _BLOCK)
                 for b in range(1, nb):
                     bc[b] += bc[b - 1]
                 total = bc[nb - 1]
+                _build_guide(bc, guide)
                 lse_tail = tmax + np.log(total)
             # ---- log S(m): suffix sums of the sorted head plus the tail
             suffix[big_l] = lse_tail
             for h in range(big_l - 1, -1, -1):
                 suffix[h] = _logaddexp(head_z[h], suffix[h + 1])
             n_run = n_s if n_pre > 0 else 0
-            # ---- head keys of every prefix: top n_pre of z_l + G_l by insertion
+            # ---- head keys of every prefix: top n_pre of z_l + G_l by insertion. The estimates
+            # read prefixes of length K − 1 only: drawing, every prefix but the shown one stops
+            # there (its first K − 1 keys are the same either way)
             for s in range(n_run):
-                for q in range(n_pre):
+                p_len = n_pre if (not draw or s == 0) else max(n_pre - 1, 1)
+                last = p_len - 1
+                for q in range(p_len):
                     kv[s, q] = -np.inf
                     kc[s, q] = -1
                 for h in range(big_l):
                     key = head_z[h] + g_head[r, s, h]
-                    if key > kv[s, n_pre - 1]:
-                        q = n_pre - 1
+                    if key > kv[s, last]:
+                        q = last
                         while q > 0 and key > kv[s, q - 1]:
                             kv[s, q] = kv[s, q - 1]
                             kc[s, q] = kc[s, q - 1]
@@ -320,14 +372,18 @@ def _pl_rows_py(  # pragma: no cover - compiled
                 for s in range(n_run):
                     if not active[s]:
                         continue
+                    last = n_pre - 1 if (not draw or s == 0) else max(n_pre - 2, 0)
+                    if t > last:
+                        active[s] = False
+                        continue
                     y[s] += e_tail[r, s, t] / rem[s] if rem[s] > 0 else np.inf
                     key = tmax - np.log(y[s])
-                    if not key > kv[s, n_pre - 1]:
+                    if not key > kv[s, last]:
                         active[s] = False
                         continue
                     nr = n_rm[s]
                     c, c_start = _draw_tail(
-                        w, bc, n_items, u_tail[r, s, t], total, rem[s], rm_col, rm_start, s, nr
+                        w, bc, guide, n_items, u_tail[r, s, t], total, rem[s], rm_col, rm_start, s, nr
                     )
                     t_item[s, t] = c
                     rem[s] -= np.float64(w[c])
@@ -339,7 +395,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
                     rm_col[s, q] = c
                     rm_start[s, q] = c_start
                     n_rm[s] = nr + 1
-                    q = n_pre - 1
+                    q = last
                     while q > 0 and key > kv[s, q - 1]:
                         kv[s, q] = kv[s, q - 1]
                         kc[s, q] = kc[s, q - 1]
@@ -353,7 +409,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
                     z_it[i] = max(np.float64(row[items[r, i]] * sc), lowest)
             n_rb = 0
             for s in range(n_run):
-                for j in range(n_pre):
+                for j in range(n_pre if (not draw or s == 0) else max(n_pre - 1, 1)):
                     code = kc[s, j]
                     if code < big_l:
                         pre_rank[j] = code
@@ -363,6 +419,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
                         pre_rank[j] = big_l
                         pre_item[j] = t_item[s, code - big_l]
                         pre_logw[j] = max(np.float64(row[pre_item[j]] * sc), lowest)
+                        pre_w[j] = np.float64(w[pre_item[j]])  # its weight relative to tmax
                 if draw and s == 0:  # the slate shown
                     for i in range(k):
                         out_items[r, i] = pre_item[i]
@@ -375,6 +432,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
                 m_star = 0
                 cur = -1
                 base = 0.0
+                tail_f = 0.0
                 wsum = 0.0
                 for j in range(k - 1):
                     rk = pre_rank[j]
@@ -389,15 +447,22 @@ def _pl_rows_py(  # pragma: no cover - compiled
                     if m_star != cur:  # R = S(m*) − the prefix weights ranked beyond m*
                         cur = m_star
                         base = suffix[m_star]
+                        # a tail item's w / S(m*) is its tail weight (relative to the tail
+                        # maximum, error < 4e-7) times e^(tmax − base) ≤ 1: no exp per item
+                        tail_f = np.exp(min(tmax - base, 0.0))
                         wsum = 0.0
                         for t in range(j + 1):
-                            if pre_rank[t] > m_star:
+                            if pre_rank[t] == big_l:
+                                wsum += pre_w[t] * tail_f
+                            elif pre_rank[t] > m_star:
                                 wsum += np.exp(min(pre_logw[t] - base, 0.0))
                         if not e_ok[m_star]:
                             e_ok[m_star] = True
                             cap[m_star] = np.exp(base - head_z[m_star])
                             for i in range(k):
                                 e_rel[m_star, i] = np.exp(min(z_it[i] - base, 0.0))
+                    elif rk == big_l:
+                        wsum += pre_w[j] * tail_f
                     elif rk > m_star:
                         wsum += np.exp(min(pre_logw[j] - base, 0.0))
                     # w_i / R = (w_i / S(m*)) · S(m*) / R, with S(m*) / R = 1 / (1 − wsum) in
@@ -423,7 +488,7 @@ _pl_parallel = njit(parallel=True, cache=True, nogil=True)(_pl_rows_py)
 _pl_serial = njit(cache=True, nogil=True)(_pl_rows_py)
 
 
-def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p):
+def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p, parallel=None):
     """Run the row kernel on one block (see :func:`~simulator.policies.propensity._pl_block`).
 
     Parameters
@@ -438,13 +503,17 @@ def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p):
         Given slates (None: draw them from the first prefix).
     n_pre : int
         Prefix length (``K`` when drawing, else ``K − 1``).
-    g_head : ndarray of shape (n, S, L), float64
+    g_head : ndarray of shape (n, S, L), float64 or float32
         Standard Gumbels of the head keys, per sampled prefix.
     e_tail, u_tail : ndarray of shape (n, S, n_pre), float64
         Standard exponentials of the tail-key chain (``e^−G`` of its Gumbels) and uniforms of
         the tail item draws (unused when ``L = I``).
     min_p : float
         Smallest propensity recorded.
+    parallel : bool, optional
+        Rows in parallel threads; default: when the block has at least
+        ``PARALLEL_MIN_ELEMENTS`` scores. ``False`` for callers that are already one of
+        several threads.
 
     Returns
     -------
@@ -465,7 +534,9 @@ def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p):
     if big_l < n_items and e_tail.shape[2] < n_pre:
         raise ValueError("e_tail and u_tail need n_pre steps per prefix when L < I")
     if n:
-        kernel = _pl_parallel if zb.size >= PARALLEL_MIN_ELEMENTS else _pl_serial
+        if parallel is None:
+            parallel = zb.size >= PARALLEL_MIN_ELEMENTS
+        kernel = _pl_parallel if parallel else _pl_serial
         kernel(
             np.ascontiguousarray(zb),
             float(scale),
@@ -473,7 +544,7 @@ def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p):
             given,
             draw,
             int(n_pre),
-            np.ascontiguousarray(g_head, dtype=np.float64),
+            np.ascontiguousarray(g_head, dtype=g_head.dtype if g_head.dtype == np.float32 else np.float64),
             np.ascontiguousarray(e_tail, dtype=np.float64),
             np.ascontiguousarray(u_tail, dtype=np.float64),
             out_items,
@@ -485,3 +556,26 @@ def pl_rows(zb, scale, big_l, items, n_pre, g_head, e_tail, u_tail, min_p):
     if not draw:
         out_items[:] = given
     return out_items, pscore, inclusion, overflow
+
+
+def pl_block(zb, scale, big_l, n_pre, g_head, e_tail, u_tail, min_p, parallel=None):
+    """Draw slates and propensities of a block, as :func:`pl_rows` (``items`` None), rerunning
+    the rows whose ``z * scale`` overflows with log-weights shifted by the row maximum (the same
+    softmax) and the same random numbers.
+
+    Returns
+    -------
+    items : ndarray of shape (n, K), int32
+    pscore, inclusion : ndarray of shape (n, K), float32
+    """
+    out = pl_rows(zb, scale, big_l, None, n_pre, g_head, e_tail, u_tail, min_p, parallel)
+    bad = np.flatnonzero(out[3])
+    if bad.size:
+        zs = np.asarray(zb[bad])
+        with np.errstate(over="ignore", invalid="ignore"):
+            zs = (zs - zs.max(axis=1, keepdims=True)) * zs.dtype.type(scale)
+        np.maximum(zs, np.finfo(zs.dtype).min, out=zs)
+        redo = pl_rows(zs, 1.0, big_l, None, n_pre, g_head[bad], e_tail[bad], u_tail[bad], min_p, parallel)
+        for full, part in zip(out[:3], redo[:3], strict=True):
+            full[bad] = part
+    return out[:3]

@@ -20,8 +20,9 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from simulator.kernels import top_k_rows, top_k_ucb_rows
-from simulator.policies._mc_kernels import rank_counts
+from simulator.kernels import top_k_rows
+from simulator.policies._blocks import chunks, run_blocks
+from simulator.policies._mc_kernels import lints_rows, ucb_rows
 from simulator.policies.base import (
     PolicyBase,
     Slate,
@@ -31,6 +32,7 @@ from simulator.policies.base import (
     register,
 )
 from simulator.policies.propensity import counts_propensities
+from simulator.scoring import MIN_ROWS, score_rows, single_threaded_blas
 from simulator.users.population import chunk_rows
 
 
@@ -40,6 +42,11 @@ def _beta32(a: np.ndarray, b: np.ndarray, size: tuple[int, int], rng: np.random.
     y = rng.standard_gamma(np.broadcast_to(b.astype(np.float32), size), dtype=np.float32)
     x /= x + y
     return x
+
+
+def _block_rows(n_items: int, arrays: int) -> int:
+    """Rows per block when a block holds ``arrays`` score rows per user: together a fused block."""
+    return max(MIN_ROWS, score_rows(n_items) // arrays)
 
 
 def _broadcast_chunks(values: np.ndarray, users: np.ndarray):
@@ -266,6 +273,58 @@ def item_features(catalog) -> np.ndarray:
     return np.concatenate([onehot, catalog.embedding.astype(np.float32), np.ones((n, 1), np.float32)], axis=1)
 
 
+class ItemSide:
+    """The item side of the linear bandits' scores ``x_i·a`` of every item, for user-side ``a``.
+
+    The features are ``[one-hot genre, embedding, 1]`` (:func:`item_features`), so the one-hot
+    and constant columns only add ``a_g + a_1`` to the items of genre ``g``. When the genres
+    come in few contiguous runs of items (generated catalogs are sorted by genre), the GEMM
+    covers the embedding columns alone (``x_i²`` likewise: the one-hot and constant columns
+    square to themselves) and that constant is added per run (``segments``) by the kernels;
+    otherwise the GEMM covers every column and there is one segment with offset 0.
+
+    Attributes
+    ----------
+    right, right2 : ndarray of shape (E, I), float32
+        ``X[:, cols]ᵀ`` and ``(X[:, cols]²)ᵀ``, C-contiguous.
+    segments : ndarray of shape (S + 1,), int64
+        Run boundaries.
+    dense : tuple ``(rows, lo, hi, genre)``
+        The GEMM's columns ``[lo, hi)`` of every item (I, E), and each item's genre (the one-hot
+        columns ``[0, lo)``; ``[hi, D)`` is the constant column; None without runs), for
+        :func:`~simulator.policies._mc_kernels.lints_rows`.
+    """
+
+    def __init__(self, features: np.ndarray, genre: np.ndarray, n_genres: int):
+        n_items, d = features.shape
+        starts = np.flatnonzero(np.diff(genre)) + 1
+        if starts.size + 1 <= max(16, n_items // 64):
+            cols = np.arange(n_genres, d - 1)
+            self.segments = np.concatenate([[0], starts, [n_items]]).astype(np.int64)
+            self._onehot = genre[self.segments[:-1]].astype(np.int64)  # the genre of each run
+        else:
+            cols = np.arange(d)
+            self.segments = np.array([0, n_items], dtype=np.int64)
+            self._onehot = None
+        self._cols = cols
+        x = np.ascontiguousarray(features[:, cols], dtype=np.float32)
+        self.right = np.ascontiguousarray(x.T)
+        self.right2 = np.ascontiguousarray((x * x).T)
+        lo, hi = (int(cols[0]), int(cols[-1]) + 1) if self._onehot is not None else (0, d)
+        genre_ = genre.astype(np.int64) if self._onehot is not None else None
+        self.dense = (x, lo, hi, genre_)
+
+    def left(self, a: np.ndarray) -> np.ndarray:
+        """The GEMM's user side ``a[:, cols]``, shape (n, E), float32, C-contiguous."""
+        return np.ascontiguousarray(a[:, self._cols], dtype=np.float32)
+
+    def offsets(self, a: np.ndarray) -> np.ndarray:
+        """Per row and run, ``a_g + a_1``, shape (n, S), float32 (zeros without runs)."""
+        if self._onehot is None:
+            return np.zeros((a.shape[0], 1), dtype=np.float32)
+        return (a[:, self._onehot] + a[:, -1:]).astype(np.float32)
+
+
 @policy_dataclass
 class LinearBandit(PolicyBase):
     """Per-user Bayesian linear model of clicks over public item features (shared by LinTS/LinUCB).
@@ -352,12 +411,13 @@ class LinearBandit(PolicyBase):
         for start in range(0, users.size, step):
             yield slice(start, min(start + step, users.size))
 
-    def _mean_sd(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and sd of ``x_iᵀθ_u`` for every item: two (n, I) float32 blocks."""
-        x = self.features_
-        mean = self.mean_[u] @ x.T
-        sd = np.sqrt((1.0 / self.precision_[u]) @ (x * x).T)
-        return mean, sd
+    def _item_side(self) -> ItemSide:
+        cat = self.world_.catalog
+        return ItemSide(self.features_, cat.genre, cat.n_genres)
+
+    def score_factors(self):
+        """``(left, right)``: the posterior mean scores are ``mean_[users] @ featuresᵀ``."""
+        return (lambda users: self.mean_[users]), np.ascontiguousarray(self.features_.T)
 
     def score_chunks(self, users: np.ndarray):
         """Posterior mean score ``x_iᵀ m_u`` per user and item."""
@@ -395,6 +455,14 @@ class LinearThompsonPolicy(LinearBandit):
     ``P(z > 3)`` ≈ 0.13% per draw of beating a candidate's lower bound; the candidates cover the
     whole catalog when it has at most ``mc_candidates`` items.
 
+    Computation, in cache-sized blocks of sessions: three GEMMs over the embedding columns
+    (sampled, mean and variance scores; the one-hot and constant columns add a constant per
+    genre, see :class:`ItemSide`), then one compiled pass per session
+    (:func:`~simulator.policies._mc_kernels.lints_rows`) selects the slate and the candidates
+    and runs the Monte-Carlo step. The ``M·D`` normals of a session's draws are generated in
+    the kernel (ziggurat method on a SplitMix64 stream seeded per session from ``rng``): NumPy's
+    normals cost more than the rest of the step.
+
     References
     ----------
     Agrawal & Goyal (2013), "Thompson sampling for contextual bandits with linear payoffs",
@@ -408,56 +476,55 @@ class LinearThompsonPolicy(LinearBandit):
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         n = users.size
         x = self.features_
-        xt = np.ascontiguousarray(x.T)
-        x2t = np.ascontiguousarray((x * x).T)
+        side = self._item_side()
         n_items = x.shape[0]
         c = min(n_items, max(self.mc_candidates, k))
         m_s = self.mc_samples
         v = np.float32(self.exploration)
         items = np.empty((n, k), dtype=np.int32)
         scores = np.empty((n, k), dtype=np.float32)
-        pscore = np.empty((n, k), dtype=np.float32)
-        incl = np.empty((n, k), dtype=np.float32)
-        for rows in self._chunks(users, divisor=4):
-            u = users[rows]
-            sd_w = v / np.sqrt(self.precision_[u])  # (n, D)
-            theta = self.mean_[u] + sd_w * rng.standard_normal(sd_w.shape, dtype=np.float32)
-            it, sc = top_k_rows(theta @ xt, k)
-            items[rows], scores[rows] = it, sc
-            # candidates: the top C by mean + 3·v·sd, formed row by row
-            cand, _ = top_k_ucb_rows(self.mean_[u] @ xt, (1.0 / self.precision_[u]) @ x2t, 3 * v, c)
-            # the shown items join the candidates; a copy of one already there is masked out
-            masked = (it[:, :, None] == cand[:, None, :]).any(axis=2)  # (n, K)
-            cand = np.concatenate([cand, it], axis=1)
-            p, q = self._mc_counts(u, sd_w, cand, masked, it, m_s, rng)
-            pscore[rows], incl[rows] = p, q
+        at_pos = np.empty((n, k), dtype=np.int64)
+        anywhere = np.empty((n, k), dtype=np.int64)
+        with single_threaded_blas():
+            # the random numbers of a chunk of rows first, in a fixed order; then its blocks
+            for chunk in chunks(n, chunk_rows(n_items)):
+                u = users[chunk]
+                mean_u = self.mean_[u]
+                inv_q = 1.0 / self.precision_[u]
+                sd_w = v * np.sqrt(inv_q)  # (n, D)
+                theta = mean_u + sd_w * rng.standard_normal(sd_w.shape, dtype=np.float32)
+                seeds = rng.integers(0, np.iinfo(np.int64).max, u.size, dtype=np.int64)
+                left_s, left_m, left_v = side.left(theta), side.left(mean_u), side.left(inv_q)
+                offsets = (side.offsets(theta), side.offsets(mean_u), side.offsets(inv_q))
+
+                def process(
+                    rows, chunk=chunk, sd_w=sd_w, seeds=seeds, left=(left_s, left_m, left_v), offsets=offsets
+                ):
+                    at = slice(chunk.start + rows.start, chunk.start + rows.stop)
+                    b = rows.stop - rows.start
+                    # the sampled and the mean scores in one GEMM: (2·rows, E) @ (E, I)
+                    sm = np.concatenate([left[0][rows], left[1][rows]]) @ side.right
+                    items[at], scores[at], at_pos[at], anywhere[at] = lints_rows(
+                        sm[:b],
+                        sm[b:],
+                        left[2][rows] @ side.right2,
+                        tuple(o[rows] for o in offsets),
+                        side.segments,
+                        3 * v,
+                        k,
+                        c,
+                        side.dense,
+                        sd_w[rows],
+                        m_s,
+                        seeds[rows],
+                    )
+
+                run_blocks(u.size, _block_rows(n_items, 3), process)
+        pscore = (at_pos + 1) / (m_s + 1)
+        incl = (anywhere + 1) / (m_s + 1)
         return Slate(
             items, scores, finite_propensity(pscore), finite_propensity(incl), exact=False, mc_samples=m_s
         )
-
-    def _mc_counts(self, u, sd_w, cand, masked, items, m_s, rng) -> tuple[np.ndarray, np.ndarray]:
-        """``(count + 1)/(M + 1)`` position and inclusion estimates, in bounded row blocks.
-
-        ``cand`` (n, C + K) ends with the shown items; ``masked`` (n, K) marks those already
-        among the first C (their copy never wins). The draws' normals are drawn here, one
-        ``(rows, M, D)`` float32 block at a time; scoring and counting are compiled
-        (:func:`~simulator.policies._mc_kernels.rank_counts`).
-        """
-        n = cand.shape[0]
-        k = items.shape[1]
-        d = self.features_.shape[1]
-        pscore = np.empty((n, k), dtype=np.float32)
-        incl = np.empty((n, k), dtype=np.float32)
-        step = max(1, chunk_rows(m_s * d))  # (rows, M, D) normals: ~16 MB
-        for start in range(0, n, step):
-            sl = slice(start, min(start + step, n))
-            eps = rng.standard_normal((sl.stop - sl.start, m_s, d), dtype=np.float32)
-            at_pos, anywhere = rank_counts(
-                self.features_, self.mean_[u[sl]], sd_w[sl], cand[sl], masked[sl], items[sl], eps
-            )
-            pscore[sl] = (at_pos + 1) / (m_s + 1)
-            incl[sl] = (anywhere + 1) / (m_s + 1)
-        return pscore, incl
 
     def propensity_info(self) -> dict[str, Any]:
         return {
@@ -486,7 +553,10 @@ class LinUCBPolicy(LinearBandit):
 
     Notes
     -----
-    Deterministic given the state: ``pscore = inclusion_pscore = 1`` (exact).
+    Deterministic given the state: ``pscore = inclusion_pscore = 1`` (exact). Computed in
+    cache-sized blocks of users: two GEMMs over the embedding columns (see :class:`ItemSide`),
+    then the index and its top-K per row in a one-row buffer
+    (:func:`~simulator.policies._mc_kernels.ucb_rows`).
 
     References
     ----------
@@ -499,10 +569,20 @@ class LinUCBPolicy(LinearBandit):
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         items = np.empty((users.size, k), dtype=np.int32)
         scores = np.empty((users.size, k), dtype=np.float32)
-        x = self.features_
-        xt, x2t = np.ascontiguousarray(x.T), np.ascontiguousarray((x * x).T)
-        for rows in self._chunks(users, divisor=2):
+        side = self._item_side()
+
+        def process(rows):
             u = users[rows]
-            mean, var = self.mean_[u] @ xt, (1.0 / self.precision_[u]) @ x2t
-            items[rows], scores[rows] = top_k_ucb_rows(mean, var, np.float32(self.alpha), k)
+            mean_u, inv_q = self.mean_[u], 1.0 / self.precision_[u]
+            items[rows], scores[rows] = ucb_rows(
+                side.left(mean_u) @ side.right,
+                side.left(inv_q) @ side.right2,
+                (side.offsets(mean_u), side.offsets(inv_q)),
+                side.segments,
+                np.float32(self.alpha),
+                k,
+            )
+
+        with single_threaded_blas():
+            run_blocks(users.size, _block_rows(self.features_.shape[0], 2), process)
         return Slate.deterministic(items, scores)

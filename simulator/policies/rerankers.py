@@ -4,6 +4,9 @@ Both take the base policy's top ``candidates`` items per user (by its ``score_ch
 re-rank them greedily, slot by slot. They are deterministic given the base's scores, so every
 propensity is 1 (exact). A stochastic base (``boltzmann``, a bandit) contributes its
 deterministic scores here (its ``score_chunks``), not its randomisation.
+
+Both run compiled, row by row (:mod:`simulator.policies._rerank_kernels`), on blocks of the
+base's scores that stay in cache (:func:`simulator.policies._blocks.score_blocks`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,11 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
+from simulator.policies._blocks import score_blocks
+from simulator.policies._rerank_kernels import calibrated_rows, mmr_rows
 from simulator.policies.base import Slate, WorldView, policy_dataclass, register
-from simulator.policies.wrappers import WrapperBase, top_candidates
-
-
-def _normalise_rows(s: np.ndarray) -> np.ndarray:
-    """Min–max scale each row to [0, 1] (a constant row becomes 0), float32."""
-    lo = s.min(axis=1, keepdims=True)
-    span = s.max(axis=1, keepdims=True) - lo
-    return np.divide(s - lo, span, out=np.zeros_like(s, dtype=np.float32), where=span > 0).astype(np.float32)
+from simulator.policies.wrappers import WrapperBase
+from simulator.scoring import single_threaded_blas
 
 
 @register("mmr")
@@ -62,32 +61,21 @@ class MMRPolicy(WrapperBase):
         v = world.catalog.embedding.astype(np.float32)
         norm = np.linalg.norm(v, axis=1, keepdims=True)
         self.unit_embedding_ = np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
+        self.unit_embedding_t_ = np.ascontiguousarray(self.unit_embedding_.T)
 
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         n_items = self.world_.catalog.n_items
         c = min(n_items, max(self.candidates, k))
-        lam = np.float32(self.relevance_weight)
         items = np.empty((users.size, k), dtype=np.int32)
         scores = np.empty((users.size, k), dtype=np.float32)
-        for rows, block in self.base_.score_chunks(users):
-            cand, cs = top_candidates(block, c)
-            rel = _normalise_rows(cs)
-            emb = self.unit_embedding_[cand]  # (n, C, d)
-            n = cand.shape[0]
-            r = np.arange(n)
-            max_sim = np.zeros((n, c), dtype=np.float32)
-            chosen = np.zeros((n, c), dtype=bool)
-            pick_idx = np.empty((n, k), dtype=np.intp)
-            for j in range(k):
-                obj = lam * rel - (1 - lam) * max_sim if j else rel.copy()
-                obj[chosen] = -np.inf
-                p = np.argmax(obj, axis=1)  # ties: the better base rank
-                pick_idx[:, j] = p
-                chosen[r, p] = True
-                sim = np.einsum("ncd,nd->nc", emb, emb[r, p])
-                np.maximum(max_sim, sim, out=max_sim)
-            items[rows] = np.take_along_axis(cand, pick_idx, axis=1)
-            scores[rows] = np.take_along_axis(cs, pick_idx, axis=1)
+
+        def process(rows, block, parallel):
+            items[rows], scores[rows] = mmr_rows(
+                block, k, c, self.relevance_weight, self.unit_embedding_t_, parallel
+            )
+
+        with single_threaded_blas():
+            score_blocks(self.base_, users, process, n_items)
         return Slate.deterministic(items, scores)
 
 
@@ -150,37 +138,22 @@ class CalibratedPolicy(WrapperBase):
 
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         cat = self.world_.catalog
-        g = cat.n_genres
         c = min(cat.n_items, max(self.candidates, k))
-        lam, a = float(self.calibration_weight), float(self.smoothing)
-        eye = np.eye(g, dtype=np.float64)
         items = np.empty((users.size, k), dtype=np.int32)
         scores = np.empty((users.size, k), dtype=np.float32)
-        for rows, block in self.base_.score_chunks(users):
-            cand, cs = top_candidates(block, c)
-            rel = _normalise_rows(cs).astype(np.float64)
-            cg = cat.genre[cand].astype(np.intp)  # (n, C)
-            p = self.genre_dist_[users[rows]].astype(np.float64)  # (n, G)
-            n = cand.shape[0]
-            r = np.arange(n)
-            shown = np.zeros((n, g), dtype=np.float64)
-            chosen = np.zeros((n, c), dtype=bool)
-            pick_idx = np.empty((n, k), dtype=np.intp)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                plogp = np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)  # (n,)
-            for j in range(k):
-                # KL(p ‖ q̃) if one item of genre h is added, for every h: (n, G)
-                q = (shown[:, None, :] + eye[None]) / (j + 1)
-                qt = (1 - a) * q + a * p[:, None, :]
-                kl = plogp[:, None] - np.where(
-                    p[:, None, :] > 0, p[:, None, :] * np.log(np.where(p[:, None, :] > 0, qt, 1.0)), 0.0
-                ).sum(axis=2)
-                obj = (1 - lam) * rel - lam * np.take_along_axis(kl, cg, axis=1)
-                obj[chosen] = -np.inf
-                pk = np.argmax(obj, axis=1)
-                pick_idx[:, j] = pk
-                chosen[r, pk] = True
-                shown[r, cg[r, pk]] += 1
-            items[rows] = np.take_along_axis(cand, pick_idx, axis=1)
-            scores[rows] = np.take_along_axis(cs, pick_idx, axis=1)
+
+        def process(rows, block, parallel):
+            items[rows], scores[rows] = calibrated_rows(
+                block,
+                k,
+                c,
+                self.calibration_weight,
+                self.smoothing,
+                cat.genre,
+                self.genre_dist_[users[rows]],
+                parallel,
+            )
+
+        with single_threaded_blas():
+            score_blocks(self.base_, users, process, cat.n_items)
         return Slate.deterministic(items, scores)

@@ -3,8 +3,9 @@
 A wrapper names its base policy (``base = "greedy"``, ``base_params = {...}``), builds it with
 :func:`~simulator.policies.base.make_policy`, forwards ``reset``/``fit``/``update`` to it, and
 reads its per-user scores through ``score_chunks`` (user chunks: never a full users × items
-matrix). The wrapper only changes *which* items are shown, and logs the propensities of that
-choice.
+matrix) — or, when they are a product of factors, forms them in cache-sized user blocks
+(:mod:`simulator.policies._blocks`). The wrapper only changes *which* items are shown, and logs
+the propensities of that choice.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from simulator.errors import ConfigError
 from simulator.kernels import top_k_rows
+from simulator.policies._blocks import chunks, factor_scorer, score_blocks
+from simulator.policies._pl_kernels import pl_block
 from simulator.policies.base import (
+    MIN_PROPENSITY,
     POLICIES,
     PolicyBase,
     Slate,
@@ -28,12 +32,9 @@ from simulator.policies.base import (
     policy_dataclass,
     register,
 )
-from simulator.policies.propensity import epsilon_greedy_table, plackett_luce_slates
-
-
-def top_candidates(block: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``c`` columns per row, best first."""
-    return top_k_rows(block, c)
+from simulator.policies.propensity import epsilon_greedy_table, gumbel
+from simulator.scoring import single_threaded_blas
+from simulator.users.population import chunk_rows
 
 
 def _scoring_names() -> list[str]:
@@ -119,6 +120,10 @@ class WrapperBase(PolicyBase):
     def score_chunks(self, users: np.ndarray):
         """The base policy's scores (see :class:`~simulator.policies.base.ScoringPolicy`)."""
         return self.base_.score_chunks(users)
+
+    def score_factors(self):
+        """The base's scores as ``(left, right)`` factors, or None (:mod:`simulator.policies._blocks`)."""
+        return factor_scorer(self.base_)
 
 
 @register("epsilon_greedy")
@@ -225,8 +230,8 @@ class BoltzmannPolicy(WrapperBase):
         ~0–1). ``T → 0``: the base's top-K; ``T → ∞``: uniformly random slates.
     mc_samples : int
         Monte-Carlo prefixes per session behind the propensities of positions ≥ 1 (the
-        sampling itself does not depend on it; the cost does: ~2× greedy's recommend at the
-        default 8, at 5k items).
+        sampling itself does not depend on it; the cost does: each prefix costs about a third
+        of greedy's recommend per session at 5k items, mostly tail draws at the default ``T``).
     mc_head : int
         Items per user treated one by one in the Monte-Carlo step (speed only).
     base, base_params
@@ -240,6 +245,13 @@ class BoltzmannPolicy(WrapperBase):
     most ``sqrt(p(1 − p)/mc_samples)`` and far less when the mass is spread). The slate carries
     ``exact=False`` and ``mc_samples``.
 
+    The base's scores are formed in cache-sized user blocks when they are a product of factors
+    (:func:`~simulator.policies._blocks.score_blocks`) and sampled by the compiled row kernel
+    (:func:`~simulator.policies._pl_kernels.pl_block`). The random numbers are those of
+    ``plackett_luce_slates``, drawn per chunk of ``chunk_rows(I)`` rows in the same order and
+    shapes, except that the head keys' Gumbels are float32 (~3x cheaper to draw; the keys are
+    summed in float64).
+
     References
     ----------
     Plackett (1975); Luce (1959); Sutton & Barto (2018), Sec. 2.8 / 13.1 (softmax / Boltzmann
@@ -252,17 +264,34 @@ class BoltzmannPolicy(WrapperBase):
 
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         n = users.size
+        n_items = self.world_.catalog.n_items
         items = np.empty((n, k), dtype=np.int32)
         scores = np.empty((n, k), dtype=np.float32)
         pscore = np.empty((n, k), dtype=np.float32)
         incl = np.empty((n, k), dtype=np.float32)
-        for rows, block in self.base_.score_chunks(users):
-            z, scale = _logits_and_scale(block, self.temperature)
-            it, pscore[rows], incl[rows] = plackett_luce_slates(
-                z, k, self.mc_samples, rng, head=self.mc_head, scale=scale
-            )
-            items[rows] = it
-            scores[rows] = np.take_along_axis(block, it.astype(np.intp), axis=1)
+        big_l = min(n_items, max(self.mc_head, k))
+        n_s = self.mc_samples + 1 if k > 1 else 1  # the shown slate + M prefixes for the estimates
+        n_t = k if big_l < n_items else 0
+        with single_threaded_blas():
+            for chunk in chunks(n, chunk_rows(n_items)):
+                # every random number of the chunk's rows first (the order and shapes of
+                # plackett_luce_slates), so that its blocks may run in any order or thread
+                rnd = (
+                    gumbel(rng, (chunk.stop - chunk.start, n_s, big_l), np.float32),
+                    rng.standard_exponential((chunk.stop - chunk.start, n_s, n_t)),
+                    rng.random((chunk.stop - chunk.start, n_s, n_t)),
+                )
+
+                def process(rows, block, parallel, chunk=chunk, rnd=rnd):
+                    at = slice(chunk.start + rows.start, chunk.start + rows.stop)
+                    z, scale = _logits_and_scale(block, self.temperature)
+                    it, pscore[at], incl[at] = pl_block(
+                        z, scale, big_l, k, *(a[rows] for a in rnd), MIN_PROPENSITY, parallel
+                    )
+                    items[at] = it
+                    scores[at] = np.take_along_axis(block, it.astype(np.intp), axis=1)
+
+                score_blocks(self.base_, users[chunk], process, n_items)
         return Slate(
             items,
             scores,
