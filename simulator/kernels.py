@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cg_rows", "get_threads", "set_threads", "top_k_rows", "top_k_ucb_rows"]
+__all__ = ["cg_rows", "get_threads", "prepare_rows", "set_threads", "top_k_rows", "top_k_ucb_rows"]
 
 
 def set_threads(n: int) -> None:
@@ -178,6 +178,25 @@ def top_k_rows(scores: np.ndarray, k: int, parallel: bool | None = None) -> tupl
     ValueError
         If ``scores`` is not 2-D or ``k`` is outside [1, m].
     """
+    scores, idx, vals = prepare_rows(scores, k)
+    if scores.shape[0]:
+        if parallel is None:
+            parallel = scores.size >= PARALLEL_MIN_ELEMENTS
+        (_top_k_parallel if parallel else _top_k_serial)(scores, k, idx, vals)
+    return idx, vals
+
+
+def prepare_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a per-row top-``k`` request; return the contiguous float scores and empty outputs.
+
+    Returns ``(scores, idx, vals)``: ``scores`` (n, m) C-contiguous float32/float64 (other
+    dtypes cast to float64), ``idx`` (n, k) int32, ``vals`` (n, k) of the scores' dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is not 2-D or ``k`` is outside [1, m].
+    """
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D; got shape {scores.shape}")
     n, m = scores.shape
@@ -186,13 +205,7 @@ def top_k_rows(scores: np.ndarray, k: int, parallel: bool | None = None) -> tupl
     if scores.dtype not in (np.float32, np.float64):
         scores = scores.astype(np.float64)
     scores = np.ascontiguousarray(scores)
-    idx = np.empty((n, k), dtype=np.int32)
-    vals = np.empty((n, k), dtype=scores.dtype)
-    if n:
-        if parallel is None:
-            parallel = scores.size >= PARALLEL_MIN_ELEMENTS
-        (_top_k_parallel if parallel else _top_k_serial)(scores, k, idx, vals)
-    return idx, vals
+    return scores, np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=scores.dtype)
 
 
 def _top_k_ucb_py(mean, var, coef, k, out_idx, out_val):  # pragma: no cover - compiled

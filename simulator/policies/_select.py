@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS
+from simulator.kernels import PARALLEL_MIN_ELEMENTS, prepare_rows
 
 __all__ = ["kth_largest", "select_row", "select_rows", "sort_desc", "workspace"]
 
@@ -195,17 +195,8 @@ def select_rows(
     ValueError
         If ``scores`` is not 2-D or ``k`` is outside [1, m].
     """
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be 2-D; got shape {scores.shape}")
-    n, m = scores.shape
-    if not 1 <= k <= m:
-        raise ValueError(f"k must be in [1, {m}]; got {k}")
-    if scores.dtype not in (np.float32, np.float64):
-        scores = scores.astype(np.float64)
-    scores = np.ascontiguousarray(scores)
-    idx = np.empty((n, k), dtype=np.int32)
-    vals = np.empty((n, k), dtype=scores.dtype)
-    if n:
+    scores, idx, vals = prepare_rows(scores, k)
+    if scores.shape[0]:
         if parallel is None:
             parallel = scores.size >= PARALLEL_MIN_ELEMENTS
         (_select_parallel if parallel else _select_serial)(scores, k, ordered, idx, vals)
