@@ -87,25 +87,36 @@ def gemm_top_k(
         raise ValueError(f"k must be in [1, {n_items}]; got {k}")
     items = np.empty((n, k), dtype=np.int32)
     scores = np.empty((n, k), dtype=np.float32)
-    step = score_rows(n_items)
-    starts = list(range(0, n, step))
 
-    def run(part: list[int]) -> None:
-        for start in part:
-            rows = slice(start, min(start + step, n))
-            block = left(rows) @ right
-            if bias is not None:
-                block += bias
-            items[rows], scores[rows] = top_k_rows(block, k, parallel=False)
+    def one_block(rows: slice) -> None:
+        block = left(rows) @ right
+        if bias is not None:
+            block += bias
+        items[rows], scores[rows] = top_k_rows(block, k, parallel=False)
 
-    threads = min(get_threads(), len(starts))
-    # one BLAS thread in either case, so the scores do not depend on the thread count
+    # one BLAS thread in every case, so the scores do not depend on the thread count
     with single_threaded_blas():
-        if threads <= 1:
-            run(starts)
-            return items, scores
-        parts = [list(p) for p in np.array_split(np.asarray(starts), threads)]
-        with ThreadPoolExecutor(threads) as pool:
-            for done in [pool.submit(run, p) for p in parts]:
-                done.result()  # re-raises a worker's exception
+        run_blocks(n, score_rows(n_items), one_block)
     return items, scores
+
+
+def run_blocks(n: int, step: int, fn: Callable[[slice], None]) -> None:
+    """Call ``fn(rows)`` for consecutive slices of ``step`` rows of ``range(n)``.
+
+    With several kernel threads (:func:`simulator.kernels.get_threads`), each Python thread runs
+    one contiguous range of blocks; ``fn`` must write only its own rows and draw no random
+    numbers. A worker's exception is re-raised here.
+    """
+    starts = list(range(0, n, step))
+    threads = min(get_threads(), len(starts))
+
+    def run(part) -> None:
+        for start in part:
+            fn(slice(int(start), min(int(start) + step, n)))
+
+    if threads <= 1:
+        run(starts)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(run, p) for p in np.array_split(np.asarray(starts), threads)]:
+            done.result()

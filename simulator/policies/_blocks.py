@@ -19,14 +19,13 @@ on the thread count. Callers run BLAS single-threaded
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS, get_threads
-from simulator.scoring import score_rows
+from simulator.kernels import PARALLEL_MIN_ELEMENTS
+from simulator.scoring import run_blocks, score_rows
 
-__all__ = ["chunks", "factor_scorer", "run_blocks", "score_blocks"]
+__all__ = ["chunks", "factor_scorer", "score_blocks"]
 
 #: ``(left, right)``: ``left(users)`` of shape (n, d) float32 and ``right`` (d, n_items) float32.
 Factors = tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]
@@ -35,40 +34,11 @@ Factors = tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]
 def factor_scorer(policy) -> Factors | None:
     """``(left, right)`` such that the policy's scores are ``left(users) @ right``, or None.
 
-    A policy declares it with a ``score_factors()`` method (the linear bandits, the wrappers);
-    ``greedy`` and its subclasses (``ipw``) are recognised by type: ``U[users] @ Vᵀ``, the
-    product their ``score_chunks`` and ``recommend`` compute.
+    A policy declares it with a ``score_factors()`` method (greedy and ipw, the linear bandits,
+    the wrappers).
     """
     method = getattr(policy, "score_factors", None)
-    if callable(method):
-        return method()
-    from simulator.policies.greedy import GreedyPolicy
-
-    if isinstance(policy, GreedyPolicy):
-        u = policy.model_.user_factors_
-        return (lambda users: u[users]), np.ascontiguousarray(policy.model_.item_factors_.T)
-    return None
-
-
-def run_blocks(n: int, step: int, fn: Callable[[slice], None]) -> None:
-    """Call ``fn(rows)`` for consecutive slices of ``step`` rows of ``range(n)``.
-
-    With several kernel threads, each thread runs one contiguous range of blocks; ``fn`` must
-    write only its own rows and must not draw random numbers.
-    """
-    starts = list(range(0, n, step))
-    threads = min(get_threads(), len(starts))
-
-    def run(part) -> None:
-        for start in part:
-            fn(slice(int(start), min(int(start) + step, n)))
-
-    if threads <= 1:
-        run(starts)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for done in [pool.submit(run, p) for p in np.array_split(np.asarray(starts), threads)]:
-            done.result()  # re-raises a worker's exception
+    return method() if callable(method) else None
 
 
 def score_blocks(

@@ -73,6 +73,11 @@ class GreedyPolicy(PolicyBase):
         items, scores = factor_top_k(self.model_.user_factors_, self.model_.item_factors_, users, k)
         return Slate.deterministic(items, scores)
 
+    def score_factors(self):
+        """``(left, right)`` with scores ``left(users) @ right``: ``U[users]`` and ``Vᵀ``, float32."""
+        u = self.model_.user_factors_
+        return (lambda users: u[users]), np.ascontiguousarray(self.model_.item_factors_.T)
+
     def score_chunks(self, users: np.ndarray):
         """Yield ``(rows, U[users[rows]] @ Vᵀ)`` blocks, shape (len(rows), n_items), float32."""
         return factor_score_chunks(self.model_.user_factors_, self.model_.item_factors_, users)
