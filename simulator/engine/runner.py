@@ -15,7 +15,9 @@ Layout (DESIGN.md §7)::
 A cell is finished when ``cells/<name>/cell.json`` exists: cells are computed in a hidden
 staging folder and renamed into place, so an interrupted run leaves only finished cells behind and
 a rerun computes only the missing ones. A cell records the config it was computed with; resuming
-with a config that would change it is refused rather than mixing results.
+with a config that would change it is refused rather than mixing results. A cell also records the
+code version (git commit) that computed it; resuming with other code is allowed (most commits do
+not change results) but warned about, and the manifest counts the cells per code version.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import platform
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -196,6 +199,7 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
         if hasattr(model.policy, "propensity_info")
         else {"exact": True, "mc_samples": 0},
         "finished": datetime.now(UTC).isoformat(),
+        "git_commit": _git_commit(),
     }
     atomic_write_json(folder / "cell.json", info)
 
@@ -335,20 +339,27 @@ def cell_done(run_dir: Path, cell: Cell) -> bool:
     return (run_dir / "cells" / cell.name / "cell.json").is_file()
 
 
-def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) -> None:
+def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) -> dict[str, str | None]:
     """Refuse to resume into a folder whose finished cells came from a different config.
+
+    Returns
+    -------
+    dict
+        The code version (git commit, ``None`` if unknown) of every finished cell, by name.
 
     Raises
     ------
     ResultsError
         Naming the cell and the keys that differ.
     """
+    versions: dict[str, str | None] = {}
     for cell in cells:
         path = run_dir / "cells" / cell.name / "cell.json"
         if not path.is_file():
             continue
         try:
-            saved = json.loads(path.read_text())["config"]
+            info = json.loads(path.read_text())
+            saved = info["config"]
         except (OSError, ValueError, KeyError) as err:
             raise ResultsError(f"{path} is unreadable ({err}); delete that cell folder") from None
         changed = _diff_keys(saved, cell_config(cell_experiment(config, cell), cell.policy))
@@ -358,6 +369,21 @@ def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) 
                 f"(changed: {', '.join(changed[:6])}). Write to another folder with --out, "
                 "or delete the old results."
             )
+        versions[cell.name] = info.get("git_commit")
+    return versions
+
+
+def _warn_other_code(run_dir: Path, versions: dict[str, str | None], current: str | None) -> None:
+    """Warn when finished cells were computed by code other than the running one."""
+    other = sorted(name for name, v in versions.items() if v != current)
+    if other:
+        seen = sorted({str(versions[n]) for n in other})
+        warnings.warn(
+            f"{run_dir}: {len(other)} finished cell(s) (e.g. {', '.join(other[:3])}) were computed "
+            f"by other code (git {', '.join(seen[:3])}; now {current}). They are kept; if the "
+            "change affects results, write to another folder with --out for a consistent set.",
+            stacklevel=3,
+        )
 
 
 def run_experiment(
@@ -399,7 +425,7 @@ def run_experiment(
 
     run_dir = Path(run_dir)
     cells = plan_cells(config)
-    check_resumable(run_dir, config, cells)
+    _warn_other_code(run_dir, check_resumable(run_dir, config, cells), _git_commit())
     (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     for stale in (run_dir / "cells").glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -562,6 +588,20 @@ def merge_cells(run_dir: Path, cells: list[Cell]) -> None:
         write_parquet(run_dir / f"{name}.parquet", pd.concat(frames, ignore_index=True))
 
 
+def _cells_by_commit(run_dir: Path, cells: list[Cell]) -> dict[str, int]:
+    """Number of finished cells per recorded code version ("unknown" if not recorded)."""
+    out: dict[str, int] = {}
+    for cell in cells:
+        path = run_dir / "cells" / cell.name / "cell.json"
+        if path.is_file():
+            try:
+                key = json.loads(path.read_text()).get("git_commit") or "unknown"
+            except (OSError, ValueError):
+                key = "unreadable"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], status: str) -> None:
     atomic_write_json(
         run_dir / "manifest.json",
@@ -580,6 +620,7 @@ def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], 
             "user_window_days": config.metrics.user_window_days,
             "versions": _versions(),
             "git_commit": _git_commit(),
+            "cells_by_git_commit": _cells_by_commit(run_dir, cells),
             "written": datetime.now(UTC).isoformat(),
         },
     )
