@@ -123,7 +123,6 @@ def test_resume_refuses_a_different_config(tmp_path):
         run_experiment(other, tmp_path / "r", workers=1, progress=False, figures=False)
 
 
-
 def test_resume_warns_about_cells_from_other_code(tmp_path):
     import json
     import warnings
@@ -140,11 +139,13 @@ def test_resume_warns_about_cells_from_other_code(tmp_path):
     info = json.loads(info_path.read_text())
     info["git_commit"] = "0" * 40
     info_path.write_text(json.dumps(info))
-    with pytest.warns(UserWarning, match=r"1 finished cell\(s\) \(e\.g\. random__seed0\) were computed by other code"):
+    other = r"1 finished cell\(s\) \(e\.g\. random__seed0\) were computed by other code"
+    with pytest.warns(UserWarning, match=other):
         res = run_experiment(cfg, out, workers=1, progress=False, figures=False)
     assert res.computed == []
     counts = json.loads((out / "manifest.json").read_text())["cells_by_git_commit"]
     assert counts == {"0" * 40: 1}
+
 
 def test_identical_in_another_process(tmp_path):
     cfg_data = tiny_config_data(experiment={"n_rounds": 6})
