@@ -7,7 +7,9 @@ For each size a world is drawn once (catalog, population, a few days of organic 
 policy is reset and fitted on that history (``--iterations`` ALS sweeps: the recommend cost does
 not depend on how well the model fits), then serves one round to the active users
 (``P(active) = 1 − e^(−activity)``, ~55% of users at the default activity) ``--reps`` times.
-Reported per policy: user-rounds/s of ``recommend`` (best of the reps), its ratio to greedy's,
+The reps interleave the policies (greedy, A, B, …, greedy, A, B, …), so a drift of the shared
+machine's speed hits every policy alike. Reported per policy: user-rounds/s of ``recommend``
+(best of the reps; the median is in the JSON), its ratio to greedy's,
 the time of one ``update`` (bandits learn online) and the peak of memory *allocated during one
 recommend* (tracemalloc, a separate call), against the size of one dense float32 users × items
 matrix — the chunked policies stay far below it. One BLAS and kernel thread, like the runner's
@@ -76,17 +78,24 @@ def _bench_size(
         world_s = time.perf_counter() - t0
         view = WorldView(n_users, cat, 10, pop)
         clicks = make_click_model("pbm", eta=1.0)
+        # every policy reset and fitted first; then the reps interleave the policies, so that
+        # the machine's speed drifting during the run shifts every policy alike (fairer ratios)
+        fitted = {}
         for name in policies:
             policy = make_policy(name, **_params(name, iterations))
             t = time.perf_counter()
             policy.reset(view, np.random.default_rng(4))
             policy.fit(window)
-            setup = time.perf_counter() - t
-            times = []
-            for r in range(reps):
+            fitted[name] = (policy, time.perf_counter() - t)
+        times: dict[str, list[float]] = {name: [] for name in policies}
+        slates = {}
+        for r in range(reps):
+            for name, (policy, _) in fitted.items():
                 t = time.perf_counter()
-                slate = policy.recommend(users, 10, np.random.default_rng(10 + r))
-                times.append(time.perf_counter() - t)
+                slates[name] = policy.recommend(users, 10, np.random.default_rng(10 + r))
+                times[name].append(time.perf_counter() - t)
+        for name, (policy, setup) in fitted.items():
+            slate = slates[name]
             feedback = clicks.simulate(pop.relevance(users, slate.items), np.random.default_rng(5))
             t = time.perf_counter()
             policy.update(users, slate, feedback)
@@ -95,13 +104,14 @@ def _bench_size(
             policy.recommend(users, 10, np.random.default_rng(99))
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            best = min(times)
+            best = min(times[name])
             out.append(
                 {
                     "size": f"{n_users}x{n_items}",
                     "policy": name,
                     "active_users": int(users.size),
                     "recommend_s": round(best, 3),
+                    "recommend_median_s": round(float(np.median(times[name])), 3),
                     "user_rounds_per_s": round(users.size / best),
                     "update_s": round(update_s, 3),
                     "setup_s": round(setup, 2),
@@ -120,7 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10000x5000,100000x10000", help="USERSxITEMS,...")
     ap.add_argument("--policies", default=",".join(DEFAULT_POLICIES))
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=2, help="ALS sweeps of the fit on the history")
     ap.add_argument("--history-days", type=int, default=7)
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -159,8 +169,8 @@ def main() -> None:
             ratio = f"{base['recommend_s'] / r['recommend_s']:.2f}x" if base else "-"
             prop = "exact" if r["exact"] else f"MC, {r['mc_samples']} samples"
             print(
-                f"  {r['policy']:16s} {r['user_rounds_per_s']:>13,} {ratio:>9s} {r['recommend_s']:>9.2f}s "
-                f"{r['update_s']:>7.2f}s {r['peak_alloc_mb']:>8.0f} MB  {prop}"
+                f"  {r['policy']:16s} {r['user_rounds_per_s']:>13,} {ratio:>9s} {r['recommend_s']:>9.3f}s "
+                f"{r['update_s']:>7.3f}s {r['peak_alloc_mb']:>8.0f} MB  {prop}"
             )
         print(f"  (a dense float32 users x items matrix would be {rows[0]['dense_matrix_mb']:,.0f} MB)")
 
