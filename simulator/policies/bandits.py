@@ -449,11 +449,22 @@ class LinearThompsonPolicy(LinearBandit):
 
     Notes
     -----
-    Propensities are **Monte-Carlo**: ``M`` more posterior draws per session, scored on the
-    candidate items; ``p̂ = (count + 1)/(M + 1)`` counting the realised draw (never 0; biased
-    upwards by at most ``1/(M + 1)``). An item outside the candidates has probability below
-    ``P(z > 3)`` ≈ 0.13% per draw of beating a candidate's lower bound; the candidates cover the
-    whole catalog when it has at most ``mc_candidates`` items.
+    Propensities are **Monte-Carlo** and **biased upwards**: ``M`` more posterior draws per
+    session, scored on the candidate items; ``p̂ = (count + 1)/(M + 1)`` counting the realised
+    draw (never 0, so an IPS weight is at most ``M + 1``, like a clipped weight). Two biases,
+    both upwards:
+
+    * the realised draw adds ``(1 − p)/(M + 1)`` in expectation (~0.03 at ``M = 32``), large
+      against the small position propensities of a big catalog;
+    * a draw's top ``K`` can contain items outside the candidates, which then do not displace
+      the candidates they beat. The candidates cover the whole catalog only when it has at most
+      ``mc_candidates`` items.
+
+    Measured at 10k users × 5k items after three online rounds (60 sessions, against 3,000
+    exact full-catalog draws each): the estimates average 1.44× the true inclusion propensity
+    and 2.0× the true position propensity at ``M = 32``, ``C = 64`` (1.22× and 1.85× with
+    ``C = 256``). Prefer the exactly-propensitied policies (epsilon-greedy, Plackett–Luce's
+    first position, random) as logging policies for off-policy evaluation.
 
     Computation, in cache-sized blocks of sessions: three GEMMs over the embedding columns
     (sampled, mean and variance scores; the one-hot and constant columns add a constant per
