@@ -22,6 +22,7 @@ not change results) but warned about, and the manifest counts the cells per code
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -181,6 +182,7 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
     config = cell_experiment(parse_config(config_data), cell)
     from simulator.kernels import set_threads
 
+    code = _process_code_version()  # before simulating: the version of the code this process loaded
     set_threads(_threads())
     # BLAS stays single-threaded: recloop's GEMMs are small blocks, BLAS worker threads spinning
     # between them starve the kernels' threads, and OpenBLAS rounds differently with 2 threads.
@@ -199,7 +201,7 @@ def _compute_cell(config_data: dict[str, Any], cell: Cell, folder: Path) -> None
         if hasattr(model.policy, "propensity_info")
         else {"exact": True, "mc_samples": 0},
         "finished": datetime.now(UTC).isoformat(),
-        "git_commit": _git_commit(),
+        "git_commit": code,
     }
     atomic_write_json(folder / "cell.json", info)
 
@@ -315,6 +317,13 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+@functools.cache
+def _process_code_version() -> str | None:
+    """The git commit when this process first asked: close to when it imported recloop's code, so
+    a commit made while a long run goes on is not attributed to cells computed by older code."""
+    return _git_commit()
+
+
 def _git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
@@ -377,10 +386,10 @@ def _warn_other_code(run_dir: Path, versions: dict[str, str | None], current: st
     """Warn when finished cells were computed by code other than the running one."""
     other = sorted(name for name, v in versions.items() if v != current)
     if other:
-        seen = sorted({str(versions[n]) for n in other})
+        seen = sorted({versions[n] or "unknown" for n in other})
         warnings.warn(
             f"{run_dir}: {len(other)} finished cell(s) (e.g. {', '.join(other[:3])}) were computed "
-            f"by other code (git {', '.join(seen[:3])}; now {current}). They are kept; if the "
+            f"by other code (git {', '.join(seen[:3])}; now {current or 'unknown'}). They are kept; if the "
             "change affects results, write to another folder with --out for a consistent set.",
             stacklevel=3,
         )
@@ -425,7 +434,7 @@ def run_experiment(
 
     run_dir = Path(run_dir)
     cells = plan_cells(config)
-    _warn_other_code(run_dir, check_resumable(run_dir, config, cells), _git_commit())
+    _warn_other_code(run_dir, check_resumable(run_dir, config, cells), _process_code_version())
     (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     for stale in (run_dir / "cells").glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
