@@ -387,12 +387,11 @@ def plot_tradeoff(
     palette = _palette_for(policies, palette)
     fig, axes = plt.subplots(1, len(ys), figsize=(6.0 * len(ys), 5.0), squeeze=False, layout="constrained")
     n_seeds = metrics["seed"].nunique()
+    all_labels: list[list] = []
     for ax, y in zip(axes[0], ys, strict=True):
         fy = final_values(metrics, y, last_days)
         both = fx.merge(fy, on=["policy", "seed"], suffixes=("_x", "_y"))
-        means = both.groupby("policy")[["value_x", "value_y"]].mean()
-        span = (means.max() - means.min()).replace(0, 1.0)
-        placed: list[tuple[float, float]] = []
+        labels = []
         for p in policies:
             sub = both[both["policy"] == p]
             if sub.empty:
@@ -401,27 +400,19 @@ def plot_tradeoff(
             xerr = [[mx - sub["value_x"].min()], [sub["value_x"].max() - mx]]
             yerr = [[my - sub["value_y"].min()], [sub["value_y"].max() - my]]
             ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", ms=7, color=palette[p], capsize=3, lw=1.4)
-            # stack the labels of points that (nearly) coincide instead of overprinting them
-            near = sum(
-                abs(mx - qx) < 0.04 * span["value_x"] and abs(my - qy) < 0.04 * span["value_y"]
-                for qx, qy in placed
+            labels.append(
+                ax.annotate(
+                    p, (mx, my), xytext=(5, 4), textcoords="offset points", fontsize="small", color=palette[p]
+                )
             )
-            placed.append((mx, my))
-            ax.annotate(
-                p,
-                (mx, my),
-                xytext=(5, 4 - 11 * near),
-                textcoords="offset points",
-                fontsize="small",
-                color=palette[p],
-            )
+        ax.margins(0.12)
+        all_labels.append(labels)
         xt, _ = _metric_label(x, window, None)
         _, yl = _metric_label(y, window, None)
         ax.set_xlabel(f"final {xt.lower()}")
         ax.set_ylabel(f"final {yl}")
         titles = (METRIC_INFO.get(y, (y, y))[0], METRIC_INFO.get(x, (x, x))[0])
         ax.set_title(f"{titles[0]} vs {titles[1]}", fontsize="medium")
-        ax.margins(0.12)
     bars = f"error bars: min–max over {n_seeds} seeds" if n_seeds > 1 else "1 seed"
     fig.suptitle(
         f"Engagement vs concentration at the end of the run (mean of the last {last_days} days; {bars})"
@@ -433,7 +424,40 @@ def plot_tradeoff(
         title="policy",
         frameon=False,
     )
+    fig.draw_without_rendering()  # the final layout first: labels are separated in display space
+    for labels in all_labels:
+        _separate_labels(fig, labels)
     return fig
+
+
+def _separate_labels(fig: Figure, labels: list, step: float = 11.0, rings: int = 12) -> None:
+    """Move point labels (annotations in offset points) so that their boxes do not overlap.
+
+    In drawing order, each label takes the first free spot among: up-right of its point,
+    down-right, up-left, down-left, then the same four ``step`` points further out, and so on
+    (``rings`` times). Points that (nearly) coincide get labels side by side or stacked close
+    to them instead of overprinted ones.
+    """
+    if not labels:
+        return
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in labels:
+        for ring in range(rings + 1):
+            up, down = 4 + step * ring, -12 - step * ring
+            free = False
+            for dx, dy, ha in ((5, up, "left"), (5, down, "left"), (-5, up, "right"), (-5, down, "right")):
+                label.xyann = (dx, dy)
+                label.set_horizontalalignment(ha)
+                if not any(label.get_window_extent(renderer).overlaps(q) for q in placed):
+                    free = True
+                    break
+            if free:
+                break
+        else:  # no free spot: back to the default place
+            label.xyann = (5, 4)
+            label.set_horizontalalignment("left")
+        placed.append(label.get_window_extent(renderer))
 
 
 # --------------------------------------------------------------------------------------------

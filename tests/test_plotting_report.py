@@ -343,3 +343,49 @@ def test_policy_colour_is_fixed_across_figures():
         assert colours["greedy"] == palette["greedy"]
         assert colours["oracle"] == palette["oracle"]
     assert palette["oracle"] != palette["greedy"]
+
+
+def test_tradeoff_labels_do_not_overlap_and_error_bars_span_seeds():
+    """Coinciding points (a re-ranker that leaves the exposure as greedy's) get separate labels
+    near their points, and each error bar spans the seeds' min to max."""
+    import matplotlib.pyplot as plt
+
+    from simulator.plotting import plot_tradeoff
+
+    rows = []
+    finals = {  # policy: per-seed (gini, ctr)
+        "greedy": [(0.96, 0.20), (0.97, 0.21)],
+        "calibrated": [(0.96, 0.20), (0.97, 0.21)],  # the same point as greedy
+        "eps5": [(0.95, 0.19), (0.95, 0.20)],
+        "ucb": [(0.40, 0.05), (0.50, 0.06)],
+    }
+    for policy, per_seed in finals.items():
+        for seed, (g, c) in enumerate(per_seed):
+            for rnd in range(10):
+                rows += [
+                    (rnd, float(rnd), policy, seed, "gini", g),
+                    (rnd, float(rnd), policy, seed, "ctr", c),
+                ]
+    df = pd.DataFrame(rows, columns=["round", "time", "policy", "seed", "metric", "value"])
+    fig = plot_tradeoff(df, ys=("ctr",))
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t for t in ax.texts}
+    assert set(labels) == set(finals)
+    boxes = {name: t.get_window_extent(renderer) for name, t in labels.items()}
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not boxes[a].overlaps(boxes[b]), (a, b)
+    for name, t in labels.items():  # within two rings of offsets of its point
+        dx, dy = t.xyann
+        assert abs(dx) == 5 and -12 - 2 * 11 <= dy <= 4 + 2 * 11, (name, t.xyann)
+    # error bars: the ucb point's horizontal bar spans gini 0.40..0.50
+    spans = [
+        seg
+        for coll in ax.collections
+        for seg in coll.get_segments()
+        if np.allclose(sorted([seg[0][0], seg[1][0]]), [0.40, 0.50])
+    ]
+    assert spans
+    plt.close(fig)
