@@ -38,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--cells", type=int, default=8)
-    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=30)
     args = ap.parse_args()
 
