@@ -273,6 +273,25 @@ def test_epsilon_greedy_regret_is_linear(regrets):
     assert per_round == pytest.approx(0.1 * (ARM_MEANS.max() - ARM_MEANS.mean()), rel=0.25)
 
 
+def test_linear_thompson_propensities_track_the_draw_frequencies(world):
+    """With the whole catalog as candidates, the Monte-Carlo propensities average the slates'
+    true frequencies. Here the logged position propensities are ~0.01-0.04 (median 0.022): the
+    floor 1/(M + 1) is rarely reached at M = 256, while counting the realised draw too would
+    add (1 - p)/(M + 1), ~+18% on average."""
+    m = 256
+    policy = _ready("linear_thompson", world, mc_samples=m, mc_candidates=N_ITEMS)
+    r = 6000
+    slate = policy.recommend(np.full(r, 7, dtype=np.int64), K, np.random.default_rng(21))
+    assert slate.pscore.min() >= np.float32(1 / (m + 1))  # never below the floor
+    key = slate.items.astype(np.int64) * K + np.arange(K)
+    true_p = (np.bincount(key.ravel(), minlength=N_ITEMS * K) / r)[key]  # to ~1/sqrt(r)
+    ratio = slate.pscore.astype(np.float64).mean() / true_p.mean()
+    assert abs(ratio - 1) < 0.03, ratio
+    inclusion = (np.bincount(slate.items.ravel(), minlength=N_ITEMS) / r)[slate.items]
+    ratio_inc = slate.inclusion_pscore.astype(np.float64).mean() / inclusion.mean()
+    assert abs(ratio_inc - 1) < 0.03, ratio_inc
+
+
 # ------------------------------------------------------------------------------------------
 # IPW
 # ------------------------------------------------------------------------------------------

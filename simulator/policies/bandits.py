@@ -449,22 +449,23 @@ class LinearThompsonPolicy(LinearBandit):
 
     Notes
     -----
-    Propensities are **Monte-Carlo** and **biased upwards**: ``M`` more posterior draws per
-    session, scored on the candidate items; ``p̂ = (count + 1)/(M + 1)`` counting the realised
-    draw (never 0, so an IPS weight is at most ``M + 1``, like a clipped weight). Two biases,
+    Propensities are **Monte-Carlo** and **biased upwards**: ``M`` fresh posterior draws per
+    session, scored on the candidate items; ``p̂ = max(count/M, 1/(M + 1))``. The floor keeps
+    ``p̂`` above 0 and an IPS weight at most ``M + 1`` (like a clipped weight). Two biases,
     both upwards:
 
-    * the realised draw adds ``(1 − p)/(M + 1)`` in expectation (~0.03 at ``M = 32``), large
-      against the small position propensities of a big catalog;
+    * the floor adds about ``(1 − p)^M/(M + 1)``, large for the small position propensities
+      of a big catalog (``p`` below a few ``1/M``);
     * a draw's top ``K`` can contain items outside the candidates, which then do not displace
       the candidates they beat. The candidates cover the whole catalog only when it has at most
       ``mc_candidates`` items.
 
     Measured at 10k users × 5k items after three online rounds (60 sessions, against 3,000
-    exact full-catalog draws each): the estimates average 1.44× the true inclusion propensity
-    and 2.0× the true position propensity at ``M = 32``, ``C = 64`` (1.22× and 1.85× with
-    ``C = 256``). Prefer the exactly-propensitied policies (epsilon-greedy, Plackett–Luce's
-    first position, random) as logging policies for off-policy evaluation.
+    exact full-catalog draws each): the estimates average 1.36× the true inclusion propensity
+    and 1.65× the true position propensity at ``M = 32``, ``C = 64`` (1.14× and 1.54× with
+    ``C = 256``). Counting the realised draw as well — ``(count + 1)/(M + 1)``, the previous
+    estimator — gave 1.44× and 2.0×. Prefer the exactly-propensitied policies (epsilon-greedy,
+    Plackett–Luce's first position, random) as logging policies for off-policy evaluation.
 
     Computation, in cache-sized blocks of sessions: three GEMMs over the embedding columns
     (sampled, mean and variance scores; the one-hot and constant columns add a constant per
@@ -531,8 +532,10 @@ class LinearThompsonPolicy(LinearBandit):
                     )
 
                 run_blocks(u.size, _block_rows(n_items, 3), process)
-        pscore = (at_pos + 1) / (m_s + 1)
-        incl = (anywhere + 1) / (m_s + 1)
+        # frequency among the M fresh draws, floored at 1/(M + 1) (never 0; see the Notes)
+        floor = 1.0 / (m_s + 1)
+        pscore = np.maximum(at_pos / m_s, floor)
+        incl = np.maximum(anywhere / m_s, floor)
         return Slate(
             items, scores, finite_propensity(pscore), finite_propensity(incl), exact=False, mc_samples=m_s
         )
@@ -542,7 +545,7 @@ class LinearThompsonPolicy(LinearBandit):
             "exact": False,
             "mc_samples": self.mc_samples,
             "method": f"Monte-Carlo: {self.mc_samples} posterior draws per session on the top "
-            f"{self.mc_candidates} candidates, realised draw included",
+            f"{self.mc_candidates} candidates, frequency floored at 1/(M + 1); biased upwards",
         }
 
 
