@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -74,12 +75,21 @@ def run(
             unknown = [p for p in wanted if p not in cfg.policies]
             if unknown:
                 raise RecloopError(f"--policies: {unknown} not in the config's policies {list(cfg.policies)}")
-            cfg = cfg.model_copy(update={"policies": {p: cfg.policies[p] for p in wanted}})
-        _validate_policies(cfg)
+            # the interventions on the policies left out go with them
+            kept = [iv for iv in cfg.interventions if iv.policy in wanted]
+            cfg = cfg.model_copy(
+                update={"policies": {p: cfg.policies[p] for p in wanted}, "interventions": kept}
+            )
         run_dir = out or Path("results") / cfg.experiment.name / run_name
-        result = run_experiment(
-            cfg, run_dir, workers=workers, progress=not quiet, dask_scheduler=dask_scheduler
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                result = run_experiment(
+                    cfg, run_dir, workers=workers, progress=not quiet, dask_scheduler=dask_scheduler
+                )
+            finally:
+                for w in caught:  # the runner's warnings, as plain lines (not Python's format)
+                    typer.echo(f"warning: {w.message}", err=True)
     except RunInterrupted as err:
         _fail(err, 130)
     except RecloopError as err:
@@ -94,11 +104,11 @@ def run(
 
 
 def _validate_policies(cfg) -> None:
-    """Construct every policy once so that bad hyperparameters fail before anything runs."""
-    from simulator.policies import make_policy
+    """Construct every policy and apply its interventions, so that bad hyperparameters and
+    interventions fail before anything runs."""
+    from simulator.engine.runner import check_policies
 
-    for label, spec in cfg.policies.items():
-        make_policy(spec.type, label, **spec.params)
+    check_policies(cfg)
 
 
 @app.command()
@@ -113,7 +123,11 @@ def validate(
 
     try:
         cfg = load_config(config, list(set_ or []))
-        _validate_policies(cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            _validate_policies(cfg)
+        for w in caught:
+            typer.echo(f"warning: {w.message}", err=True)
     except RecloopError as err:
         _fail(err)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))

@@ -139,3 +139,65 @@ def test_policies_and_validate_commands(tmp_path):
     cfg = _write_config(tmp_path / "c.toml", tiny_config_data())
     res = _run("validate", str(cfg), "--set", "users.n_users=123")
     assert res.returncode == 0 and json.loads(res.stdout)["users"]["n_users"] == 123
+
+
+def _with_intervention(path: Path, policy: str, param: str, value, day: int = 2) -> Path:
+    text = path.read_text()
+    block = f'[[interventions]]\nday = {day}\npolicy = "{policy}"\nparam = "{param}"\n'
+    block += f"value = {json.dumps(value)}\n"
+    path.write_text(text + "\n" + block)
+    return path
+
+
+EPS = {"eps": {"type": "epsilon_greedy", "epsilon": 0.1}, "random": {}}
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        (
+            "epsilonn",
+            0.0,
+            "interventions[0]: policy 'eps' has no parameter 'epsilonn' (did you mean 'epsilon'?)",
+        ),
+        ("epsilon", 1.5, "policies.eps.epsilon: Input should be less than or equal to 1; got 1.5"),
+    ],
+)
+def test_bad_intervention_exits_2_before_any_cell(tmp_path, param, value, message):
+    cfg = _with_intervention(
+        _write_config(tmp_path / "c.toml", tiny_config_data(policies=EPS)), "eps", param, value
+    )
+    out = tmp_path / "out"
+    res = _run("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert not out.exists()  # the random cell was not computed first
+
+
+def test_policies_subset_drops_the_left_out_policies_interventions(tmp_path):
+    cfg = _with_intervention(
+        _write_config(tmp_path / "c.toml", tiny_config_data(policies=EPS)), "eps", "epsilon", 0.0
+    )
+    res = _run(
+        "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--workers", "1", "--policies", "random"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "1 cells (1 computed" in res.stdout
+    # an intervention beyond the last day is a warning (a shrunk config keeps it), as a plain line
+    late = _with_intervention(
+        _write_config(tmp_path / "d.toml", tiny_config_data(policies=EPS)), "eps", "epsilon", 0.0, 99
+    )
+    res = _run("validate", str(late))
+    assert res.returncode == 0, res.stderr
+    assert "warning: interventions[0] (day 99, eps.epsilon) never happens" in res.stderr
+    assert "UserWarning" not in res.stderr
+
+
+def test_out_that_is_a_file_exits_2(tmp_path):
+    cfg = _write_config(tmp_path / "c.toml", tiny_config_data())
+    (tmp_path / "afile").write_text("keep me")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        res = _run("run", str(cfg), "--out", str(out), "--quiet")
+        assert res.returncode == 2, res.stderr
+        assert "it or a parent is a file, not a folder" in res.stderr
+    assert (tmp_path / "afile").read_text() == "keep me"

@@ -203,3 +203,35 @@ def test_users_table_is_consistent(tmp_path):
     alt = users[users["kind"] == "alternating"]
     assert len(alt) and (alt["genre_a"] >= 0).all() and (alt["genre_a"] != alt["genre_b"]).all()
     assert (users.loc[users["kind"] == "stable", "genre_a"] == -1).all()
+
+
+def test_partly_deleted_cell_is_recomputed_and_a_finished_run_needs_no_executor(tmp_path):
+    import json
+
+    cfg = parse_config(
+        tiny_config_data(experiment={"n_rounds": 3}, policies={"random": {}, "popularity": {}})
+    )
+    out = tmp_path / "r"
+    run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    before = pd.read_parquet(out / "metrics.parquet")
+    (out / "cells" / "random__seed0" / "users.parquet").unlink()
+    res = run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    assert [c.name for c in res.computed] == ["random__seed0"]
+    pd.testing.assert_frame_equal(before, pd.read_parquet(out / "metrics.parquet"))
+    # nothing left to compute: an unreachable scheduler is never contacted, the run stays complete
+    res = run_experiment(
+        cfg, out, workers=1, progress=False, figures=False, dask_scheduler="tcp://127.0.0.1:1"
+    )
+    assert res.computed == []
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_cell_json_without_a_config_is_reported(tmp_path):
+    from simulator.errors import ResultsError
+
+    cfg = parse_config(tiny_config_data(experiment={"n_rounds": 3}, policies={"random": {}}))
+    out = tmp_path / "r"
+    run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    (out / "cells" / "random__seed0" / "cell.json").write_text("[1, 2]")
+    with pytest.raises(ResultsError, match=r"cell\.json holds no cell config; delete that cell folder"):
+        run_experiment(cfg, out, workers=1, progress=False, figures=False)

@@ -212,10 +212,7 @@ def install_cell(root: Path, cell: Cell, staging: Path) -> None:
     The cell counts as finished only once ``cells/<name>`` (with its ``cell.json``) exists, so
     a crash between the two renames leaves stale log parts that the next attempt replaces.
     """
-    logs_final = root / "logs" / f"policy={cell.policy}"
-    for k, v in cell.point:
-        logs_final = logs_final / f"{k}={_slug(v)}"
-    logs_final = logs_final / f"seed={cell.seed}"
+    logs_final = _log_dir(root, cell)
     if logs_final.exists():  # stale parts of an earlier, interrupted attempt
         shutil.rmtree(logs_final)
     if (staging / "logs").exists():
@@ -344,8 +341,61 @@ def _git_commit() -> str | None:
     return res.stdout.strip() + ("-dirty" if dirty else "")
 
 
+#: The tables every finished cell folder holds besides its ``cell.json``.
+CELL_TABLES = ("metrics.parquet", "users.parquet", "exposure.parquet")
+
+
+def check_policies(config: ExperimentConfig) -> None:
+    """Construct every policy, and apply every scheduled intervention to it, before anything runs.
+
+    Raises
+    ------
+    ConfigError
+        A bad hyperparameter; an intervention on a policy the config does not run, with an
+        unknown parameter or an invalid value (the message names ``interventions[i]``). An
+        intervention on a day the run never reaches is only warned about.
+    """
+    from simulator.errors import ConfigError
+    from simulator.policies import make_policy, set_param
+
+    built = {label: make_policy(spec.type, label, **spec.params) for label, spec in config.policies.items()}
+    n_rounds = config.experiment.n_rounds
+    for i, iv in enumerate(config.interventions):
+        key = f"interventions[{i}]"
+        if iv.policy not in built:
+            raise ConfigError(f"{key}.policy: {iv.policy!r} is not among the policies run {sorted(built)}")
+        if iv.day >= n_rounds:  # a warning, not an error: shrunk configs (workshops) keep them
+            warnings.warn(
+                f"{key} (day {iv.day}, {iv.policy}.{iv.param}) never happens: the run has "
+                f"experiment.n_rounds = {n_rounds} days",
+                stacklevel=2,
+            )
+        try:
+            set_param(built[iv.policy], iv.param, iv.value, iv.policy)
+        except ConfigError as err:
+            raise ConfigError(f"{key}: {err}") from None
+
+
 def cell_done(run_dir: Path, cell: Cell) -> bool:
-    return (run_dir / "cells" / cell.name / "cell.json").is_file()
+    """A cell is finished when its ``cell.json`` and tables exist, and its log partition too when
+    it logged rows. A partly deleted cell counts as missing and is recomputed."""
+    folder = run_dir / "cells" / cell.name
+    if not (folder / "cell.json").is_file() or not all((folder / t).is_file() for t in CELL_TABLES):
+        return False
+    try:
+        info = json.loads((folder / "cell.json").read_text())
+        logged = int(info.get("log_rows", 0)) > 0 if isinstance(info, dict) else False
+    except (OSError, ValueError, TypeError):
+        return True  # check_resumable reports an unreadable cell.json
+    return not logged or any(_log_dir(run_dir, cell).glob("*.parquet"))
+
+
+def _log_dir(root: Path, cell: Cell) -> Path:
+    """The cell's partition of the run's impression log."""
+    path = root / "logs" / f"policy={cell.policy}"
+    for k, v in cell.point:
+        path = path / f"{k}={_slug(v)}"
+    return path / f"seed={cell.seed}"
 
 
 def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) -> dict[str, str | None]:
@@ -369,13 +419,17 @@ def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) 
         try:
             info = json.loads(path.read_text())
             saved = info["config"]
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError) as err:
             raise ResultsError(f"{path} is unreadable ({err}); delete that cell folder") from None
+        except (KeyError, TypeError):
+            raise ResultsError(f"{path} holds no cell config; delete that cell folder") from None
         changed = _diff_keys(saved, cell_config(cell_experiment(config, cell), cell.policy))
         if changed:
             raise ResultsError(
                 f"{run_dir} already holds cell {cell.name} computed with a different config "
-                f"(changed: {', '.join(changed[:6])}). Write to another folder with --out, "
+                f"(changed: {', '.join(changed[:6])}"
+                f"{f' and {len(changed) - 6} more' if len(changed) > 6 else ''}). "
+                "Write to another folder with --out, "
                 "or delete the old results."
             )
         versions[cell.name] = info.get("git_commit")
@@ -433,13 +487,20 @@ def run_experiment(
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
+    check_policies(config)
     cells = plan_cells(config)
     _warn_other_code(run_dir, check_resumable(run_dir, config, cells), _process_code_version())
-    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / "cells").mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ResultsError(
+            f"cannot write results to {run_dir}: it or a parent is a file, not a folder"
+        ) from None
     for stale in (run_dir / "cells").glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     todo = [c for c in cells if not cell_done(run_dir, c)]
-    _write_manifest(run_dir, config, cells, status="running")
+    if todo:  # a finished run stays "complete" (nothing to dispatch, no executor to reach)
+        _write_manifest(run_dir, config, cells, status="running")
 
     data = config.model_dump(mode="json")
     bar = tqdm(
@@ -457,7 +518,9 @@ def run_experiment(
 
     failures: dict[str, str] = {}
     try:
-        if dask_scheduler:
+        if not todo:
+            pass
+        elif dask_scheduler:
             failures = _run_dask(data, todo, run_dir, dask_scheduler, done)
         elif workers <= 1 or len(todo) <= 1:
             for cell in todo:
