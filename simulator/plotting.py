@@ -402,7 +402,19 @@ def plot_tradeoff(
             ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", ms=7, color=palette[p], capsize=3, lw=1.4)
             labels.append(
                 ax.annotate(
-                    p, (mx, my), xytext=(5, 4), textcoords="offset points", fontsize="small", color=palette[p]
+                    p,
+                    (mx, my),
+                    xytext=(5, 4),
+                    textcoords="offset points",
+                    fontsize="small",
+                    color=palette[p],
+                    arrowprops={
+                        "arrowstyle": "-",
+                        "lw": 0.6,
+                        "color": palette[p],
+                        "shrinkA": 0,
+                        "shrinkB": 4,
+                    },
                 )
             )
         ax.margins(0.12)
@@ -433,30 +445,42 @@ def plot_tradeoff(
 def _separate_labels(fig: Figure, labels: list, step: float = 11.0, rings: int = 12) -> None:
     """Move point labels (annotations in offset points) so that their boxes do not overlap.
 
-    In drawing order, each label takes the first free spot among: up-right of its point,
-    down-right, up-left, down-left, then the same four ``step`` points further out, and so on
-    (``rings`` times). Points that (nearly) coincide get labels side by side or stacked close
-    to them instead of overprinted ones.
+    In drawing order, each label takes the first free spot inside its axes among: up-right of
+    its point, down-right, up-left, down-left, then the same four ``step`` points further out,
+    and so on (``rings`` times). Points that (nearly) coincide get labels side by side or
+    stacked close to them instead of overprinted ones; a label moved beyond the first ring gets
+    a thin leader line to its point.
     """
     if not labels:
         return
     renderer = fig.canvas.get_renderer()
     placed = []
     for label in labels:
+        inside = label.axes.get_window_extent(renderer)
         for ring in range(rings + 1):
             up, down = 4 + step * ring, -12 - step * ring
             free = False
             for dx, dy, ha in ((5, up, "left"), (5, down, "left"), (-5, up, "right"), (-5, down, "right")):
                 label.xyann = (dx, dy)
                 label.set_horizontalalignment(ha)
-                if not any(label.get_window_extent(renderer).overlaps(q) for q in placed):
+                box = label.get_window_extent(renderer)
+                within = (
+                    inside.x0 <= box.x0
+                    and box.x1 <= inside.x1
+                    and inside.y0 <= box.y0
+                    and box.y1 <= inside.y1
+                )
+                if within and not any(box.overlaps(q) for q in placed):
                     free = True
                     break
             if free:
                 break
         else:  # no free spot: back to the default place
+            ring = 0
             label.xyann = (5, 4)
             label.set_horizontalalignment("left")
+        if label.arrow_patch is not None:  # the leader line: only for a label moved away
+            label.arrow_patch.set_visible(ring > 0)
         placed.append(label.get_window_extent(renderer))
 
 

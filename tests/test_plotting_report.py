@@ -377,6 +377,11 @@ def test_tradeoff_labels_do_not_overlap_and_error_bars_span_seeds():
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not boxes[a].overlaps(boxes[b]), (a, b)
+    inside = ax.get_window_extent(renderer)
+    for name, box in boxes.items():  # inside the axes
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, (
+            name
+        )
     for name, t in labels.items():  # within two rings of offsets of its point
         dx, dy = t.xyann
         assert abs(dx) == 5 and -12 - 2 * 11 <= dy <= 4 + 2 * 11, (name, t.xyann)
