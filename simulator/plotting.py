@@ -44,6 +44,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from simulator.io import atomic_save
@@ -417,7 +418,7 @@ def plot_tradeoff(
                     },
                 )
             )
-        ax.margins(0.12)
+        ax.margins(x=0.18, y=0.12)  # room for the labels right of the rightmost points
         all_labels.append(labels)
         xt, _ = _metric_label(x, window, None)
         _, yl = _metric_label(y, window, None)
@@ -463,7 +464,7 @@ def _separate_labels(fig: Figure, labels: list, step: float = 11.0, rings: int =
             for dx, dy, ha in ((5, up, "left"), (5, down, "left"), (-5, up, "right"), (-5, down, "right")):
                 label.xyann = (dx, dy)
                 label.set_horizontalalignment(ha)
-                box = label.get_window_extent(renderer)
+                box = _text_box(label, renderer)
                 within = (
                     inside.x0 <= box.x0
                     and box.x1 <= inside.x1
@@ -481,7 +482,12 @@ def _separate_labels(fig: Figure, labels: list, step: float = 11.0, rings: int =
             label.set_horizontalalignment("left")
         if label.arrow_patch is not None:  # the leader line: only for a label moved away
             label.arrow_patch.set_visible(ring > 0)
-        placed.append(label.get_window_extent(renderer))
+        placed.append(_text_box(label, renderer))
+
+
+def _text_box(label, renderer):
+    """The display box of an annotation's text alone (without its leader line)."""
+    return Text.get_window_extent(label, renderer)
 
 
 # --------------------------------------------------------------------------------------------

@@ -372,7 +372,9 @@ def test_tradeoff_labels_do_not_overlap_and_error_bars_span_seeds():
     renderer = fig.canvas.get_renderer()
     labels = {t.get_text(): t for t in ax.texts}
     assert set(labels) == set(finals)
-    boxes = {name: t.get_window_extent(renderer) for name, t in labels.items()}
+    from matplotlib.text import Text
+
+    boxes = {name: Text.get_window_extent(t, renderer) for name, t in labels.items()}  # text only
     names = sorted(boxes)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
