@@ -235,3 +235,31 @@ def test_cell_json_without_a_config_is_reported(tmp_path):
     (out / "cells" / "random__seed0" / "cell.json").write_text("[1, 2]")
     with pytest.raises(ResultsError, match=r"cell\.json holds no cell config; delete that cell folder"):
         run_experiment(cfg, out, workers=1, progress=False, figures=False)
+
+
+def test_resume_compares_resolved_policy_hyperparameters(tmp_path):
+    """Writing a policy's default out changes nothing; a default that changed in the code (here:
+    the saved cell has another value of a parameter the config never wrote) is a changed key."""
+    import json
+
+    from simulator.errors import ResultsError
+
+    cfg = parse_config(
+        tiny_config_data(experiment={"n_rounds": 3}, policies={"eps": {"type": "epsilon_greedy"}})
+    )
+    out = tmp_path / "r"
+    run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    explicit = parse_config(
+        tiny_config_data(
+            experiment={"n_rounds": 3},
+            policies={"eps": {"type": "epsilon_greedy", "epsilon": 0.05, "base_params": {"iterations": 10}}},
+        )
+    )
+    assert run_experiment(explicit, out, workers=1, progress=False, figures=False).computed == []
+    path = out / "cells" / "eps__seed0" / "cell.json"
+    info = json.loads(path.read_text())
+    assert info["config"]["policies"]["eps"]["base_params"]["cg_steps"] == 3  # stored resolved
+    info["config"]["policies"]["eps"]["base_params"]["cg_steps"] = 4  # as if the default moved
+    path.write_text(json.dumps(info))
+    with pytest.raises(ResultsError, match=r"changed: policies\.eps\.base_params\.cg_steps"):
+        run_experiment(cfg, out, workers=1, progress=False, figures=False)

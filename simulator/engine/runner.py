@@ -110,14 +110,45 @@ def cell_experiment(config: ExperimentConfig, cell: Cell) -> ExperimentConfig:
 
 
 def cell_config(config: ExperimentConfig, policy: str) -> dict[str, Any]:
-    """The part of the config that determines a cell's results (not other policies or seeds)."""
+    """The part of the config that determines a cell's results (not other policies or seeds).
+
+    The policy's hyperparameters are resolved (defaults included), so that writing a default
+    out changes nothing, and a default changed in the code shows as a changed key on resume.
+    """
     d = config.model_dump(mode="json")
     for key in ("seeds", "description", "name"):
         d["experiment"].pop(key, None)
     d["policies"] = {policy: d["policies"][policy]}
     d["interventions"] = [iv for iv in d["interventions"] if iv["policy"] == policy]
     d.pop("sweep", None)
-    return d
+    return _resolved_policies(d)
+
+
+def _resolved_policies(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with every policy spec replaced by all its hyperparameters (JSON values)."""
+    if not isinstance(d.get("policies"), dict):
+        return d
+    return {**d, "policies": {label: _resolved_spec(spec) for label, spec in d["policies"].items()}}
+
+
+def _resolved_spec(spec: Any) -> Any:
+    """``{"type": ..., **every hyperparameter}``, a wrapper's ``base_params`` resolved likewise.
+    A spec the current code cannot build is returned as written (then compared as written)."""
+    from simulator.policies import make_policy
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        return spec
+    params = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        policy = make_policy(spec["type"], "resolve", **params)
+    except Exception:
+        return spec
+    full = json.loads(json.dumps(policy.params(), default=str))
+    if isinstance(full.get("base"), str) and isinstance(full.get("base_params") or {}, dict):
+        base = _resolved_spec({"type": full["base"], **(full["base_params"] or {})})
+        if isinstance(base, dict):
+            full["base_params"] = {k: v for k, v in base.items() if k != "type"}
+    return {"type": spec["type"], **full}
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -423,7 +454,10 @@ def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) 
             raise ResultsError(f"{path} is unreadable ({err}); delete that cell folder") from None
         except (KeyError, TypeError):
             raise ResultsError(f"{path} holds no cell config; delete that cell folder") from None
-        changed = _diff_keys(saved, cell_config(cell_experiment(config, cell), cell.policy))
+        # cells saved before policies were resolved are resolved here (with today's defaults)
+        changed = _diff_keys(
+            _resolved_policies(saved), cell_config(cell_experiment(config, cell), cell.policy)
+        )
         if changed:
             raise ResultsError(
                 f"{run_dir} already holds cell {cell.name} computed with a different config "
