@@ -33,6 +33,10 @@ def _parse_list(text: str | None, what: str) -> list[str] | None:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise RecloopError(f"--{what} expects a comma-separated list; got {text!r}")
+    if what == "seeds":
+        bad = [t for t in items if not t.lstrip("-").isdigit()]
+        if bad:
+            raise RecloopError(f"--seeds expects comma-separated integers; {bad[0]!r} is not an integer")
     return items
 
 

@@ -424,10 +424,12 @@ def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        ``"<what> not found: PATH"``, malformed TOML (with the parser's line and column), or a
+        ``"<what> not found: PATH"`` (or a folder), malformed TOML (with the parser's line and column), or a
         file that is not UTF-8 text.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} expected, got a folder: {path}")
     if not path.is_file():
         raise ConfigError(f"{what} not found: {path}")
     try:

@@ -66,6 +66,11 @@ def test_missing_and_malformed_files_exit_2(tmp_path):
     assert res.returncode == 2 and "malformed TOML" in res.stderr
     res = _run("run", str(bad), "--set", "novalue")
     assert res.returncode == 2
+    res = _run("run", str(tmp_path))
+    assert res.returncode == 2 and "config file expected, got a folder" in res.stderr
+    good = _write_config(tmp_path / "c.toml", tiny_config_data())
+    res = _run("run", str(good), "--seeds", "0,a", "--out", str(tmp_path / "out"))
+    assert res.returncode == 2 and "'a' is not an integer" in res.stderr
 
 
 def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
