@@ -309,7 +309,12 @@ def _format_errors(err: ValidationError, source: str) -> ConfigError:
                 msg += _suggest(str(e["loc"][-1]), parent.model_fields)
         elif e["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in e and e["type"] not in {"model_type", "dict_type"}:
+        elif (
+            "input" in e
+            and e["type"] not in {"model_type", "dict_type"}
+            and "; got " not in msg  # our own validators already say what they got
+            and not isinstance(e["input"], dict)  # a whole section or config: too long to quote
+        ):
             msg += f"; got {e['input']!r}"
         lines.append(f"  {loc or '<root>'}: {msg}")
     return ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
