@@ -15,10 +15,13 @@ Layout (DESIGN.md §7)::
 A cell is finished when ``cells/<name>/`` holds its ``cell.json`` and tables (and its log
 partition exists, when it logged rows): cells are computed in a hidden staging folder and renamed
 into place, so an interrupted run leaves only finished cells behind and a rerun computes only the
-missing ones (a partly deleted cell counts as missing). A cell records the config it was
-computed with; resuming with a config that would change it is refused rather than mixing results. A cell also records the
-code version (git commit) that computed it; resuming with other code is allowed (most commits do
-not change results) but warned about, and the manifest counts the cells per code version.
+missing ones (a partly deleted cell counts as missing).
+
+A cell records the config it was computed with, its policy's hyperparameters resolved; resuming
+with a config that would change it is refused rather than mixing results. A cell also records
+the code version (git commit) that computed it; resuming with other code is allowed (most
+commits do not change results) but warned about, and the manifest counts the cells per code
+version.
 """
 
 from __future__ import annotations
