@@ -107,14 +107,6 @@ def run(
     typer.echo(f"report: {result.run_dir / 'report.md'}")
 
 
-def _validate_policies(cfg) -> None:
-    """Construct every policy and apply its interventions, so that bad hyperparameters and
-    interventions fail before anything runs."""
-    from simulator.engine.runner import check_policies
-
-    check_policies(cfg)
-
-
 @app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="experiment TOML")],
@@ -124,12 +116,13 @@ def validate(
     import json
 
     from simulator.config import load_config
+    from simulator.engine.runner import check_policies
 
     try:
         cfg = load_config(config, list(set_ or []))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            _validate_policies(cfg)
+            check_policies(cfg)  # bad hyperparameters and interventions fail here, before any run
         for w in caught:
             typer.echo(f"warning: {w.message}", err=True)
     except RecloopError as err:

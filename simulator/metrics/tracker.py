@@ -372,12 +372,7 @@ def _merge_reach(keys, last, n_old, users, items, n_items, today, expired, reach
                 continue
             prev = key
             while i < n_old and keys[i] < key:
-                if last[i] > expired:
-                    out_keys[o] = keys[i]
-                    out_last[o] = last[i]
-                    o += 1
-                else:
-                    reach[keys[i] % n_items] -= 1
+                o = _carry_old_key(keys, last, i, expired, n_items, reach, out_keys, out_last, o)
                 i += 1
             if i < n_old and keys[i] == key:
                 i += 1
@@ -387,13 +382,19 @@ def _merge_reach(keys, last, n_old, users, items, n_items, today, expired, reach
             out_last[o] = today
             o += 1
     while i < n_old:
-        if last[i] > expired:
-            out_keys[o] = keys[i]
-            out_last[o] = last[i]
-            o += 1
-        else:
-            reach[keys[i] % n_items] -= 1
+        o = _carry_old_key(keys, last, i, expired, n_items, reach, out_keys, out_last, o)
         i += 1
+    return o
+
+
+@njit(inline="always")
+def _carry_old_key(keys, last, i, expired, n_items, reach, out_keys, out_last, o):  # pragma: no cover
+    # an old key not shown this round: kept unless expired (then its item loses one user)
+    if last[i] > expired:
+        out_keys[o] = keys[i]
+        out_last[o] = last[i]
+        return o + 1
+    reach[keys[i] % n_items] -= 1
     return o
 
 
