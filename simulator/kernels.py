@@ -1,12 +1,9 @@
-"""Compiled inner loops (numba) for the two stages NumPy cannot express without big temporaries.
+"""Compiled inner loops (numba) for the stages NumPy cannot express without big temporaries.
 
-* :func:`top_k_rows` — the top-``k`` columns of every row of a score block. NumPy needs an
-  ``argpartition`` over the whole block (a full copy plus a selection per row). The kernel makes
-  two passes per row: vectorised maxima of 64-column blocks give a threshold no larger than the
-  row's ``k``-th score, then only the ~``k`` blocks that reach it are scanned into a ``k``-heap.
-  Selecting costs ~0.5 ns per score on a cache-resident block, a fraction of the GEMM.
-* :func:`top_k_ucb_rows` — the same selection on ``mean + c·sqrt(var)``, formed row by row in
-  a small buffer instead of three block-sized temporaries (the bandits' optimistic indices).
+* :func:`top_k_ucb_rows` — the top ``k`` of ``mean + c·sqrt(var)`` per row, formed row by row in
+  a small buffer instead of three block-sized temporaries (the bandits' optimistic indices),
+  and selected by :func:`simulator.selection.select_row` (the selection of
+  :func:`simulator.selection.top_k_rows`).
 * :func:`cg_rows` — a few conjugate-gradient steps on every row's ALS normal equations. NumPy
   has to materialise ``nnz × k`` gathered factor rows several times per step; the kernel works
   row by row on the row's own nonzeros, so memory stays O(n·k) and the rows stay in cache.
@@ -22,7 +19,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cg_rows", "get_threads", "prepare_rows", "set_threads", "top_k_rows", "top_k_ucb_rows"]
+from simulator.selection import PARALLEL_MIN_ELEMENTS, select_row, sort_desc, workspace
+
+__all__ = ["cg_rows", "get_threads", "set_threads", "top_k_ucb_rows"]
 
 
 def set_threads(n: int) -> None:
@@ -36,205 +35,26 @@ def get_threads() -> int:
 
 
 # ------------------------------------------------------------------------------------ top-k
-@njit(inline="always")
-def _weaker(hv, hi, a, b):
-    # (value, column) a is weaker than b: smaller value, or equal value and later column
-    return hv[a] < hv[b] or (hv[a] == hv[b] and hi[a] > hi[b])
-
-
-@njit(inline="always")
-def _sift_down(hv, hi, pos, k):
-    # restore the min-heap (weakest at the root) below ``pos``
-    while True:
-        left = 2 * pos + 1
-        if left >= k:
-            return
-        child = left
-        if left + 1 < k and _weaker(hv, hi, left + 1, left):
-            child = left + 1
-        if _weaker(hv, hi, child, pos):
-            hv[pos], hv[child] = hv[child], hv[pos]
-            hi[pos], hi[child] = hi[child], hi[pos]
-            pos = child
-        else:
-            return
-
-
-_BLOCK = 64
-
-
-@njit(inline="always")
-def _sift_value(hv, pos, k):
-    # min-heap on values only (the block maxima)
-    while True:
-        left = 2 * pos + 1
-        if left >= k:
-            return
-        child = left
-        if left + 1 < k and hv[left + 1] < hv[left]:
-            child = left + 1
-        if hv[child] < hv[pos]:
-            hv[pos], hv[child] = hv[child], hv[pos]
-            pos = child
-        else:
-            return
-
-
-@njit(inline="always")
-def _offer(hv, hi, cnt, x, c, k):
-    # offer (x, column c) to a heap holding ``cnt`` entries; columns arrive in any order
-    if cnt < k:
-        hv[cnt] = x
-        hi[cnt] = c
-        cnt += 1
-        if cnt == k:
-            for pos in range(k // 2 - 1, -1, -1):
-                _sift_down(hv, hi, pos, k)
-    elif x > hv[0] or (x == hv[0] and c < hi[0]):
-        hv[0] = x
-        hi[0] = c
-        _sift_down(hv, hi, 0, k)
-    return cnt
-
-
-def _top_k_py(scores, k, out_idx, out_val):  # pragma: no cover - compiled
-    n, m = scores.shape
-    n_blocks = m // _BLOCK
-    for r in prange(n):
-        row = scores[r]
-        hv = np.empty(k, dtype=scores.dtype)
-        hi = np.empty(k, dtype=np.int64)
-        cnt = 0
-        if n_blocks >= k:
-            # Pass 1: the maximum of every full block of _BLOCK columns (a fixed-length loop LLVM
-            # vectorises). The k largest block maxima are k distinct scores, so the smallest of
-            # them, t, is at most the k-th largest score: every top-k score is >= t.
-            bmax = np.empty(n_blocks, dtype=scores.dtype)
-            for b in range(n_blocks):
-                base = b * _BLOCK
-                mx = row[base]
-                for j in range(1, _BLOCK):
-                    mx = max(mx, row[base + j])
-                bmax[b] = mx
-            for j in range(k):
-                hv[j] = bmax[j]
-            for pos in range(k // 2 - 1, -1, -1):
-                _sift_value(hv, pos, k)
-            for b in range(k, n_blocks):
-                if bmax[b] > hv[0]:
-                    hv[0] = bmax[b]
-                    _sift_value(hv, 0, k)
-            t = hv[0]
-            # Pass 2: only blocks whose maximum reaches t (about k of them) are scanned, in
-            # column order, so once the heap is full a score equal to its root is weaker.
-            for b in range(n_blocks):
-                if bmax[b] < t or (cnt == k and bmax[b] <= hv[0]):
-                    continue
-                for c in range(b * _BLOCK, (b + 1) * _BLOCK):
-                    x = row[c]
-                    if x >= t and (cnt < k or x > hv[0]):
-                        cnt = _offer(hv, hi, cnt, x, c, k)
-            for c in range(n_blocks * _BLOCK, m):
-                cnt = _offer(hv, hi, cnt, row[c], c, k)
-        else:
-            for c in range(m):
-                cnt = _offer(hv, hi, cnt, row[c], c, k)
-        # heap-sort ascending by weakness, written best-first
-        for end in range(k - 1, -1, -1):
-            out_val[r, end] = hv[0]
-            out_idx[r, end] = hi[0]
-            hv[0] = hv[end]
-            hi[0] = hi[end]
-            _sift_down(hv, hi, 0, end)
-
-
-# A thread launch costs more than a small block (a one-row bandit index): serial below this size.
-PARALLEL_MIN_ELEMENTS = 1 << 18
-_top_k_parallel = njit(parallel=True, cache=True, nogil=True)(_top_k_py)
-_top_k_serial = njit(cache=True, nogil=True)(_top_k_py)
-
-
-def top_k_rows(scores: np.ndarray, k: int, parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` columns of each row, sorted by descending score; ties: lower column first.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n, m), float32 or float64 (other dtypes are cast to float64)
-        NaN must not occur (a NaN score is never selected unless it is among the first ``k``
-        columns, where its order is undefined).
-    k : int, 1 <= k <= m
-    parallel : bool, optional
-        Rows in parallel threads; default: when the block has at least
-        ``PARALLEL_MIN_ELEMENTS`` scores. ``False`` for callers that are already one of
-        several threads.
-
-    Returns
-    -------
-    idx : ndarray of shape (n, k), int32
-    vals : ndarray of shape (n, k), same dtype as the (float) ``scores``
-
-    Raises
-    ------
-    ValueError
-        If ``scores`` is not 2-D or ``k`` is outside [1, m].
-    """
-    scores, idx, vals = prepare_rows(scores, k)
-    if scores.shape[0]:
-        if parallel is None:
-            parallel = scores.size >= PARALLEL_MIN_ELEMENTS
-        (_top_k_parallel if parallel else _top_k_serial)(scores, k, idx, vals)
-    return idx, vals
-
-
-def prepare_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate a per-row top-``k`` request; return the contiguous float scores and empty outputs.
-
-    Returns ``(scores, idx, vals)``: ``scores`` (n, m) C-contiguous float32/float64 (other
-    dtypes cast to float64), ``idx`` (n, k) int32, ``vals`` (n, k) of the scores' dtype.
-
-    Raises
-    ------
-    ValueError
-        If ``scores`` is not 2-D or ``k`` is outside [1, m].
-    """
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be 2-D; got shape {scores.shape}")
-    n, m = scores.shape
-    if not 1 <= k <= m:
-        raise ValueError(f"k must be in [1, {m}]; got {k}")
-    if scores.dtype not in (np.float32, np.float64):
-        scores = scores.astype(np.float64)
-    scores = np.ascontiguousarray(scores)
-    return scores, np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=scores.dtype)
+_TASK_ROWS = 8  # rows per parallel task (one set of workspaces)
 
 
 def _top_k_ucb_py(mean, var, coef, k, out_idx, out_val):  # pragma: no cover - compiled
     n, m = mean.shape
-    for r in prange(n):
+    for task in prange((n + _TASK_ROWS - 1) // _TASK_ROWS):
         row = np.empty(m, dtype=np.float32)
-        mr = mean[r]
-        vr = var[r]
-        for c in range(m):  # vectorised: one pass, no block-sized temporary
-            row[c] = mr[c] + coef * np.sqrt(max(vr[c], np.float32(0.0)))
-        hv = np.empty(k, dtype=np.float32)
-        hi = np.empty(k, dtype=np.int64)
-        for j in range(k):
-            hv[j] = row[j]
-            hi[j] = j
-        for pos in range(k // 2 - 1, -1, -1):
-            _sift_down(hv, hi, pos, k)
-        for c in range(k, m):
-            v = row[c]
-            if v > hv[0]:
-                hv[0] = v
-                hi[0] = c
-                _sift_down(hv, hi, 0, k)
-        for end in range(k - 1, -1, -1):
-            out_val[r, end] = hv[0]
-            out_idx[r, end] = hi[0]
-            hv[0] = hv[end]
-            hi[0] = hi[end]
-            _sift_down(hv, hi, 0, end)
+        fw, iw = workspace(m, np.float32)
+        vals = np.empty(k, dtype=np.float32)
+        idx = np.empty(k, dtype=np.int64)
+        for r in range(task * _TASK_ROWS, min(n, (task + 1) * _TASK_ROWS)):
+            mr = mean[r]
+            vr = var[r]
+            for c in range(m):  # vectorised: one pass, no block-sized temporary
+                row[c] = mr[c] + coef * np.sqrt(max(vr[c], np.float32(0.0)))
+            select_row(row, k, fw, iw, idx, vals)
+            sort_desc(vals, idx, k)
+            for j in range(k):
+                out_idx[r, j] = idx[j]
+                out_val[r, j] = vals[j]
 
 
 _top_k_ucb_parallel = njit(parallel=True, cache=True, nogil=True)(_top_k_ucb_py)
@@ -242,7 +62,7 @@ _top_k_ucb_serial = njit(cache=True, nogil=True)(_top_k_ucb_py)
 
 
 def top_k_ucb_rows(mean: np.ndarray, var: np.ndarray, coef: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` columns of ``mean + coef·sqrt(var)`` per row, as :func:`top_k_rows` would give.
+    """Top-``k`` columns of ``mean + coef·sqrt(var)`` per row, as ``selection.top_k_rows`` gives.
 
     The index is formed in float32, row by row (``mean[r, c] + float32(coef)·sqrt(var[r, c])``),
     and never as a block.

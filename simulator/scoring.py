@@ -4,7 +4,7 @@ A round's scoring is ``S = L · R + b`` (users × items; ``L`` a per-user side s
 factors, ``R`` the item side, ``b`` an optional per-item bias) followed by the top ``K`` items
 of every row. Done on big blocks, the GEMM writes ~16 MB that the selection then reads back
 from memory; here each block is small enough (:func:`score_rows`) to stay in the L2 cache
-between the two, so selecting (:func:`simulator.kernels.top_k_rows`) costs a fraction of the
+between the two, so selecting (:func:`simulator.selection.top_k_rows`) costs a fraction of the
 GEMM and the whole stage runs close to the bare GEMM's time (see ``benchmarks/throughput.py``).
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from simulator.kernels import get_threads, top_k_rows
+from simulator.kernels import get_threads
+from simulator.selection import top_k_rows
 
 #: Float32 scores per fused block: 1 MB, the L2 size of the 2-core machines recloop targets.
 BLOCK_ELEMENTS = 1 << 18
@@ -74,7 +75,7 @@ def gemm_top_k(
     Returns
     -------
     items : ndarray of shape (n, k), int32
-        Best first; ties: lower item index first (as :func:`simulator.kernels.top_k_rows`).
+        Best first; ties: lower item index first (as :func:`simulator.selection.top_k_rows`).
     scores : ndarray of shape (n, k), float32
 
     Raises

@@ -7,12 +7,31 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from simulator import kernels
+from simulator import kernels, selection
 
 
 def _reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
     return np.lexsort((cols, -scores), axis=1)[:, :k]  # descending score, then lower column
+
+
+@pytest.mark.parametrize("width", [16, 64])
+def test_block_maxima_are_exact(width):
+    from numba import njit
+
+    kernel = selection.block_maxima_kernel(width)
+
+    @njit
+    def run(row, n_blocks, bmax, tmp):
+        kernel(row, n_blocks, bmax, tmp)
+
+    rng = np.random.default_rng(width)
+    row = rng.standard_normal(37 * width + 5).astype(np.float32)
+    row[3 * width : 4 * width] = -np.inf  # a block of -inf, and an inf in another
+    row[5 * width + width - 1] = np.inf
+    bmax = np.empty(37, np.float32)
+    run(row, 37, bmax, np.empty(width, np.float32))
+    np.testing.assert_array_equal(bmax, row[: 37 * width].reshape(37, width).max(axis=1))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -22,7 +41,7 @@ def test_top_k_matches_a_full_sort_with_ties(dtype, k):
     scores = np.round(rng.standard_normal((300, 500)), 1).astype(dtype)  # many ties
     scores[:5] = 0.0  # rows of equal scores: the first k columns
     scores[5, ::7] = -np.inf
-    idx, vals = kernels.top_k_rows(scores, k)
+    idx, vals = selection.top_k_rows(scores, k)
     ref = _reference_top_k(scores, k)
     np.testing.assert_array_equal(idx, ref)
     np.testing.assert_array_equal(vals, np.take_along_axis(scores, ref, axis=1))
@@ -31,18 +50,18 @@ def test_top_k_matches_a_full_sort_with_ties(dtype, k):
 
 def test_top_k_adversarial_order_and_integer_input():
     ascending = np.arange(10_000)[None, :]  # every column replaces the heap root
-    idx, vals = kernels.top_k_rows(ascending, 5)
+    idx, vals = selection.top_k_rows(ascending, 5)
     np.testing.assert_array_equal(idx[0], [9999, 9998, 9997, 9996, 9995])
     assert vals.dtype == np.float64
-    idx, _ = kernels.top_k_rows(np.ones((2, 3), np.float32), 3)
+    idx, _ = selection.top_k_rows(np.ones((2, 3), np.float32), 3)
     np.testing.assert_array_equal(idx, [[0, 1, 2], [0, 1, 2]])
 
 
 def test_top_k_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be in"):
-        kernels.top_k_rows(np.zeros((2, 3), np.float32), 4)
+        selection.top_k_rows(np.zeros((2, 3), np.float32), 4)
     with pytest.raises(ValueError, match="2-D"):
-        kernels.top_k_rows(np.zeros(3, np.float32), 1)
+        selection.top_k_rows(np.zeros(3, np.float32), 1)
 
 
 def _problem(seed=1, n=200, m=80, k=6):
@@ -81,8 +100,8 @@ def test_cg_plus_one_target_and_thread_count_do_not_change_results():
     kernels.set_threads(1)
     try:
         c = kernels.cg_rows(c1.indptr, c1.indices, c1.data, None, y, x0, gram, 3)
-        d, _ = kernels.top_k_rows(gram.astype(np.float32), 2)
+        d, _ = selection.top_k_rows(gram.astype(np.float32), 2)
     finally:
         kernels.set_threads(before)
     np.testing.assert_array_equal(a, c)
-    np.testing.assert_array_equal(d, kernels.top_k_rows(gram.astype(np.float32), 2)[0])
+    np.testing.assert_array_equal(d, selection.top_k_rows(gram.astype(np.float32), 2)[0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from simulator import kernels
-from simulator.policies import _mc_kernels, _pl_kernels, _rerank_kernels, _select
+from simulator import kernels, selection
+from simulator.policies import _mc_kernels, _pl_kernels, _rerank_kernels
 from simulator.policies.base import MIN_PROPENSITY
 from simulator.policies.propensity import plackett_luce_slates
 
@@ -128,7 +128,7 @@ def test_top_k_ucb_matches_top_k_of_the_formed_index():
     for k in (1, 10, 64):
         idx, vals = kernels.top_k_ucb_rows(mean, var, 0.3, k)
         ucb = mean + np.float32(0.3) * np.sqrt(var)
-        ref_idx, ref_vals = kernels.top_k_rows(ucb, k)
+        ref_idx, ref_vals = selection.top_k_rows(ucb, k)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_array_equal(vals, ref_vals)
     with pytest.raises(ValueError, match="k must be in"):
@@ -196,22 +196,24 @@ def test_shorter_estimate_prefixes_give_the_same_slates_and_estimates():
 # ----------------------------------------------------------------------------------- selection
 @pytest.mark.parametrize("k", [1, 10, 17, 64, 100])
 @pytest.mark.parametrize("m", [20, 300, 5003])
-def test_select_rows_is_top_k_rows(k, m):
+def test_select_rows_matches_a_full_sort(k, m):
     rng = np.random.default_rng(k + m)
     s = np.round(rng.standard_normal((40, m)), 1).astype(np.float32)  # many ties
     s[:3] = 0.0
     s[3, ::3] = -np.inf
     k = min(k, m)
-    ref = kernels.top_k_rows(s, k)
-    got = _select.select_rows(s, k)
+    cols = np.broadcast_to(np.arange(m), s.shape)
+    order = np.lexsort((cols, -s), axis=1)[:, :k]  # descending score, then lower column
+    ref = (order, np.take_along_axis(s, order, axis=1))
+    got = selection.select_rows(s, k)
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
-    idx, vals = _select.select_rows(s.astype(np.float64), k, ordered=False)
+    idx, vals = selection.select_rows(s.astype(np.float64), k, ordered=False)
     np.testing.assert_array_equal(np.take_along_axis(s, idx.astype(np.intp), axis=1), vals)
     assert (np.diff(idx, axis=1) > 0).all()  # column order
     assert [set(r) for r in idx.tolist()] == [set(r) for r in ref[0].tolist()]
     with pytest.raises(ValueError, match="k must be in"):
-        _select.select_rows(s, m + 1)
+        selection.select_rows(s, m + 1)
 
 
 # ------------------------------------------------------------------------------------ normals
@@ -238,7 +240,7 @@ def test_fill_normals_are_standard_normal_and_reproducible():
 # ---------------------------------------------------------------------------------- re-rankers
 def _mmr_reference(scores, k, c, lam, emb):
     """The re-ranking by NumPy, candidates best first (the policy's former implementation)."""
-    cand, cs = kernels.top_k_rows(scores, c)
+    cand, cs = selection.top_k_rows(scores, c)
     lo, hi = cs.min(axis=1, keepdims=True), cs.max(axis=1, keepdims=True)
     rel = np.divide(cs - lo, hi - lo, out=np.zeros_like(cs), where=hi > lo).astype(np.float32)
     out = np.empty((scores.shape[0], k), np.int64)
@@ -257,7 +259,7 @@ def _mmr_reference(scores, k, c, lam, emb):
 
 
 def _calibrated_reference(scores, k, c, lam, a, genre, p):
-    cand, cs = kernels.top_k_rows(scores, c)
+    cand, cs = selection.top_k_rows(scores, c)
     lo, hi = cs.min(axis=1, keepdims=True), cs.max(axis=1, keepdims=True)
     rel = np.divide(cs - lo, hi - lo, out=np.zeros_like(cs), where=hi > lo).astype(np.float64)
     g = p.shape[1]
@@ -354,7 +356,7 @@ def test_lints_rows_slates_and_counts():
         seeds,
     )
     sampled = theta @ feat.T
-    np.testing.assert_array_equal(items, kernels.top_k_rows(sampled, k)[0])
+    np.testing.assert_array_equal(items, selection.top_k_rows(sampled, k)[0])
     np.testing.assert_allclose(
         sc, np.take_along_axis(sampled, items.astype(np.intp), 1), rtol=1e-5, atol=1e-5
     )

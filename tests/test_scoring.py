@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator import kernels, scoring
+from simulator import kernels, scoring, selection
 
 
 def _reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -22,7 +22,7 @@ def test_two_pass_top_k_with_heavy_ties_across_blocks(k):
     scores[0, -3:] = 9.0  # the best scores sit in the tail
     scores[1, :] = -np.inf
     scores[1, 4999] = 0.0
-    idx, vals = kernels.top_k_rows(scores, k)
+    idx, vals = selection.top_k_rows(scores, k)
     ref = _reference_top_k(scores, k)
     np.testing.assert_array_equal(idx, ref)
     np.testing.assert_array_equal(vals, np.take_along_axis(scores, ref, axis=1))

@@ -7,7 +7,7 @@ import pytest
 
 from simulator.catalog.catalog import make_catalog
 from simulator.config import CatalogSection, HistorySection, RelevanceSection, UsersSection
-from simulator.kernels import top_k_rows
+from simulator.selection import top_k_rows
 from simulator.users.population import active_users, make_population, organic_history
 
 

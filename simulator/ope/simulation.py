@@ -171,7 +171,7 @@ class PositionMarginals:
 
 def _top_k_of_scores(policy: Any, users: np.ndarray, k: int) -> np.ndarray:
     """The base policy's top-``k`` items per user, exactly as the wrapper's ``recommend`` ranks them."""
-    from simulator.kernels import top_k_rows
+    from simulator.selection import top_k_rows
 
     top = np.empty((users.size, k), dtype=np.int64)
     for rows, block in policy.score_chunks(users):

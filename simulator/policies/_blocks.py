@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS
 from simulator.scoring import run_blocks, score_rows
+from simulator.selection import PARALLEL_MIN_ELEMENTS
 
 __all__ = ["chunks", "factor_scorer", "score_blocks"]
 

@@ -6,7 +6,7 @@ the sampled ``x_i·θ̃`` (the slate), the posterior mean ``x_i·m`` and varianc
 
 1. selects the slate, the top ``K`` of the sampled scores;
 2. selects the ``C`` candidates, the top ``C`` of ``mean + c·sqrt(var)`` formed into a
-   one-row buffer (:func:`~simulator.policies._select.select_row`), and joins the shown items;
+   one-row buffer (:func:`~simulator.selection.select_row`), and joins the shown items;
 3. for each of the ``M`` extra posterior draws ``θ = m + sd ⊙ ε``, scores the candidates,
    ``x_c·θ = x_c·m + Σ_d (x_cd sd_d) ε_d`` — one ``(C' × E)·(E × M)`` product over the
    embedding columns per row, plus one M-vector per genre for the one-hot and constant
@@ -27,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS
-from simulator.policies._select import select_row, sort_desc, workspace
+from simulator.selection import PARALLEL_MIN_ELEMENTS, select_row, sort_desc, workspace
 
 __all__ = ["fill_normals", "lints_rows", "rank_counts", "ucb_rows"]
 

@@ -8,7 +8,7 @@ time, so nothing larger than a row (a float64 CDF of ``I`` entries) is ever mate
 
 Per row, the costs that were not proportional to the slate are kept to vectorised passes: the
 head (the top ``L`` and the tail maximum) comes from
-:func:`~simulator.policies._select.select_row` (no heap over the row), the tail weights'
+:func:`~simulator.selection.select_row` (no heap over the row), the tail weights'
 ``exp`` pass also forms their float64 sums per block of 16 columns, and a guide table over
 the running block sums (Chen & Asau 1974, "On generating random variates from an empirical
 distribution", AIIE Trans. 6) finds a tail draw's block in ~1 step instead of a binary search.
@@ -27,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from simulator.kernels import PARALLEL_MIN_ELEMENTS
-from simulator.policies._select import select_row, sort_desc, workspace
+from simulator.selection import PARALLEL_MIN_ELEMENTS, select_row, sort_desc, workspace
 
 __all__ = ["pl_block", "pl_rows"]
 
@@ -303,7 +302,7 @@ def _pl_rows_py(  # pragma: no cover - compiled
         acc_p = np.empty((k, k), dtype=np.float64)  # [realised item, position]
         for r in range(grp * _ROWS, min(n, grp * _ROWS + _ROWS)):
             row = zb[r]
-            # ---- the head: top L (+ the tail maximum), as kernels.top_k_rows orders them
+            # ---- the head: top L (+ the tail maximum), as selection.top_k_rows orders them
             select_row(row, n_heap, fw, iw, hi, hv)
             sort_desc(hv, hi, n_heap)
             tmax_s = zb.dtype.type(0)

@@ -1,6 +1,6 @@
 """Compiled per-row re-ranking of the ``mmr`` and ``calibrated`` policies (see ``rerankers``).
 
-Per row (a session): the base's top ``C`` candidates (:func:`~simulator.policies._select.
+Per row (a session): the base's top ``C`` candidates (:func:`~simulator.selection.
 select_row`), their scores min–max scaled to [0, 1], then ``K`` greedy slots over the ``C``
 candidates — all in a few KB of per-row workspace, instead of ``K`` NumPy passes over
 ``(rows, C, d)`` / ``(rows, C, G)`` temporaries.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from simulator.policies._select import select_row, workspace
+from simulator.selection import select_row, workspace
 
 _ROWS = 16  # rows per parallel task (one workspace)
 

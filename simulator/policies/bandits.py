@@ -20,7 +20,6 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from simulator.kernels import top_k_rows
 from simulator.policies._blocks import chunks
 from simulator.policies._mc_kernels import lints_rows, ucb_rows
 from simulator.policies.base import (
@@ -33,6 +32,7 @@ from simulator.policies.base import (
 )
 from simulator.policies.propensity import counts_propensities
 from simulator.scoring import MIN_ROWS, run_blocks, score_rows, single_threaded_blas
+from simulator.selection import top_k_rows
 from simulator.users.population import chunk_rows
 
 

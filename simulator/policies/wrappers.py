@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from simulator.errors import ConfigError
-from simulator.kernels import top_k_rows
 from simulator.policies._blocks import chunks, factor_scorer, score_blocks
 from simulator.policies._pl_kernels import pl_block
 from simulator.policies.base import (
@@ -34,6 +33,7 @@ from simulator.policies.base import (
 )
 from simulator.policies.propensity import epsilon_greedy_table, gumbel
 from simulator.scoring import single_threaded_blas
+from simulator.selection import top_k_rows
 from simulator.users.population import chunk_rows
 
 

@@ -148,7 +148,7 @@ class LatentPopulation:
         yield slice(0, users.size), self.utility[users].astype(np.float32)
 
     def top_k(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from simulator.kernels import top_k_rows
+        from simulator.selection import top_k_rows
 
         return top_k_rows(self.utility[users].astype(np.float32), k)
 
