@@ -89,6 +89,7 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
         setup = time.perf_counter() - t0
         model.policy.fit = timed("retrain", model.policy.fit)
         model.policy.recommend = timed("recommend", model.policy.recommend)
+        model.policy.update = timed("update", model.policy.update)  # the bandits' online step
         model.population.relevance = timed("relevance", model.population.relevance)
         # frozen dataclass: patch the instance attribute anyway (benchmark instrumentation only)
         object.__setattr__(model.click_model, "simulate", timed("clicks", model.click_model.simulate))

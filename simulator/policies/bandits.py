@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from simulator.policies._blocks import chunks
-from simulator.policies._mc_kernels import lints_rows, ucb_rows
+from simulator.policies._mc_kernels import lints_rows, session_grams, ucb_rows
 from simulator.policies.base import (
     PolicyBase,
     Slate,
@@ -397,14 +397,35 @@ class LinearBandit(PolicyBase):
             self.precision_[u] = np.einsum("ndd->nd", a)  # q + Σ w e² x²
 
     def update(self, users: np.ndarray, slate: Slate, feedback) -> None:
-        k = slate.items.shape[1]
-        self._absorb(
-            np.repeat(users.astype(np.int64), k),
-            slate.items.ravel().astype(np.int64),
-            feedback.clicks.ravel().astype(np.float64),
-            np.asarray(feedback.examination, dtype=np.float64).ravel(),
-            1.0,
-        )
+        y = feedback.clicks.astype(np.float64)
+        e = np.asarray(feedback.examination, dtype=np.float64)
+        if np.unique(users).size == users.size:  # one session per user: the batched form
+            self._absorb_sessions(users.astype(np.int64), slate.items, y, e)
+            return
+        rows = np.repeat(users.astype(np.int64), slate.items.shape[1])
+        self._absorb(rows, slate.items.ravel().astype(np.int64), y.ravel(), e.ravel(), 1.0)
+
+    def _absorb_sessions(self, users, items, y, e) -> None:
+        """:meth:`_absorb` for distinct users with one slate each, by batched products.
+
+        ``A_u = diag(q_u) + X_uᵀ diag(e²) X_u`` and ``b_u = q_u ∘ m_u + X_uᵀ (e ∘ y)`` with ``X_u``
+        the (K, D) features of the user's slate: Gram matrices of the gathered
+        rows (a compiled loop), not a sparse product over a per-item table of outer products.
+        """
+        x = self.features_
+        d = x.shape[1]
+        step = max(1, 4_000_000 // (d * d))
+        for start in range(0, users.size, step):
+            sl = slice(start, min(start + step, users.size))
+            u = users[sl]
+            xs = x[items[sl]].astype(np.float64)  # (n, K, D)
+            a = np.empty((u.size, d, d))
+            session_grams(xs * e[sl, :, None], a)  # Σ_k e² x xᵀ
+            q = self.precision_[u].astype(np.float64)
+            rhs = q * self.mean_[u] + np.einsum("nk,nkd->nd", e[sl] * y[sl], xs)
+            a[:, np.arange(d), np.arange(d)] += q
+            self.mean_[u] = np.linalg.solve(a, rhs[:, :, None])[:, :, 0]
+            self.precision_[u] = np.einsum("ndd->nd", a)  # q + Σ e² x²
 
     def _chunks(self, users: np.ndarray, divisor: int = 1):
         step = max(1, chunk_rows(self.features_.shape[0]) // divisor)
