@@ -383,15 +383,42 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     ConfigError
         If ``item`` has no ``=`` or an empty key.
     """
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not p for p in key.split(".")):
+    key, sep, raw = _split_override(item)
+    path = _key_path(key) if sep else None
+    if path is None:
         raise ConfigError(f"--set expects key.path=value; got {item!r}")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    return key.split("."), value
+    return path, value
+
+
+def _split_override(item: str) -> tuple[str, str, str]:
+    """``(key, "=", value)`` at the first ``=`` outside a quoted key part."""
+    quote = ""
+    for i, ch in enumerate(item):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "=":
+            return item[:i].strip(), "=", item[i + 1 :]
+    return item.strip(), "", ""
+
+
+def _key_path(key: str) -> list[str] | None:
+    """A TOML dotted key as its parts (``sweep.grid."users.n_users"`` has three), else None."""
+    try:
+        node: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:  # not TOML (e.g. a label with a space): plain dots, no quotes
+        parts = key.split(".")
+        return None if any(not p.strip() or p.strip()[0] in "\"'" for p in parts) else parts
+    path = []
+    while isinstance(node, dict) and len(node) == 1:
+        ((part, node),) = node.items()
+        path.append(part)
+    return path or None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -76,6 +76,22 @@ def test_overrides_parse_toml_literals():
         parse_override("no_equals_sign")
 
 
+def test_override_keys_are_toml_dotted_keys():
+    # a quoted part keeps its dots (a swept key); "=" inside quotes is part of the key
+    assert parse_override('sweep.grid."users.n_users"=[100, 200]') == (
+        ["sweep", "grid", "users.n_users"],
+        [100, 200],
+    )
+    assert parse_override("sweep.grid.'a=b'=1") == (["sweep", "grid", "a=b"], 1)
+    assert parse_override("experiment.name=x=y") == (["experiment", "name"], "x=y")
+    assert parse_override("policies.eps 5%.epsilon=0.1") == (["policies", "eps 5%", "epsilon"], 0.1)
+    data = apply_overrides(tiny_config_data(), ['sweep.grid."users.n_users"=[50, 60]'])
+    assert parse_config(data).sweep.grid == {"users.n_users": [50, 60]}
+    for bad in ("a..b=1", "=3", 'sweep.grid."users.n_users=3'):
+        with pytest.raises(ConfigError, match=r"key\.path=value"):
+            parse_override(bad)
+
+
 def test_experiment_configs_validate():
     # every shipped config is a valid document
     from pathlib import Path

@@ -127,3 +127,24 @@ def test_set_param_validates(world):
         set_param(policy, "alpah", 5.0, "greedy")
     with pytest.raises(ConfigError, match="greater than 0"):
         set_param(policy, "alpha", -1.0, "greedy")
+
+
+@pytest.mark.parametrize("name", ["linear_thompson", "linucb"])
+def test_linear_bandit_batched_update_equals_the_general_one(name, world):
+    # one slate per distinct user takes the batched path; the general (sparse) path is the reference
+    users = np.arange(0, N_USERS, 2)
+    batched, general = _ready(name, world), _ready(name, world)
+    slate = batched.recommend(users, K, np.random.default_rng(5))
+    rng = np.random.default_rng(6)
+    exam = rng.random((users.size, K))
+
+    class Feedback:
+        clicks = rng.random((users.size, K)) < 0.3
+        examination = exam
+
+    batched.update(users, slate, Feedback)
+    rows = np.repeat(users, K)
+    general._absorb(rows, slate.items.ravel().astype(np.int64), Feedback.clicks.ravel() * 1.0, exam.ravel(), 1.0)
+    assert not np.allclose(batched.mean_, _ready(name, world).mean_)  # the update did something
+    np.testing.assert_allclose(batched.mean_, general.mean_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(batched.precision_, general.precision_, rtol=1e-6)
