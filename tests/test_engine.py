@@ -263,3 +263,30 @@ def test_resume_compares_resolved_policy_hyperparameters(tmp_path):
     path.write_text(json.dumps(info))
     with pytest.raises(ResultsError, match=r"changed: policies\.eps\.base_params\.cg_steps"):
         run_experiment(cfg, out, workers=1, progress=False, figures=False)
+
+
+def test_resume_reads_old_cells_by_todays_schema(tmp_path):
+    """A cell saved before a config key existed (here: history.sampler removed from its saved
+    config) resumes, the new key taking its default; a removed key, or a saved value that differs
+    from the current one, is still refused and named."""
+    import json
+
+    from simulator.errors import ResultsError
+
+    cfg = parse_config(tiny_config_data(experiment={"n_rounds": 3}, policies={"random": {}}))
+    out = tmp_path / "r"
+    run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    path = out / "cells" / "random__seed0" / "cell.json"
+    info = json.loads(path.read_text())
+    del info["config"]["history"]["sampler"]  # as written by code before the key existed
+    path.write_text(json.dumps(info))
+    assert run_experiment(cfg, out, workers=1, progress=False, figures=False).computed == []
+    info["config"]["history"]["retired_key"] = 1  # a key today's schema no longer has
+    path.write_text(json.dumps(info))
+    with pytest.raises(ResultsError, match=r"changed: history\.retired_key, history\.sampler"):
+        run_experiment(cfg, out, workers=1, progress=False, figures=False)
+    del info["config"]["history"]["retired_key"]
+    info["config"]["history"]["days"] += 1  # a value that differs: refused, named
+    path.write_text(json.dumps(info))
+    with pytest.raises(ResultsError, match=r"changed: history\.days\)"):
+        run_experiment(cfg, out, workers=1, progress=False, figures=False)

@@ -18,7 +18,8 @@ into place, so an interrupted run leaves only finished cells behind and a rerun 
 missing ones (a partly deleted cell counts as missing).
 
 A cell records the config it was computed with, its policy's hyperparameters resolved; resuming
-with a config that would change it is refused rather than mixing results. A cell also records
+with a config that would change it is refused rather than mixing results (the saved config is
+read by today's schema: a key added since takes its default). A cell also records
 the code version (git commit) that computed it; resuming with other code is allowed (most
 commits do not change results) but warned about, and the manifest counts the cells per code
 version.
@@ -26,6 +27,7 @@ version.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from simulator.config import ExperimentConfig, parse_config, resolve_point
 from simulator.errors import ResultsError
@@ -153,6 +156,25 @@ def _resolved_spec(spec: Any) -> Any:
         if isinstance(base, dict):
             full["base_params"] = {k: v for k, v in base.items() if k != "type"}
     return {"type": spec["type"], **full}
+
+
+def _read_by_todays_schema(saved: Any, config: ExperimentConfig, policy: str) -> Any:
+    """A finished cell's saved config as today's code reads it, to compare with the current one.
+
+    A key added to the schema since the cell ran takes its default (a new key's default keeps
+    the old behaviour), and policy hyperparameters are resolved with today's defaults. A saved
+    config today's schema rejects (a removed or renamed key) is compared as written, so its
+    differences are reported.
+    """
+    if not isinstance(saved, dict) or not isinstance(saved.get("experiment"), dict):
+        return saved
+    data = copy.deepcopy(saved)
+    data["experiment"].setdefault("name", config.experiment.name)  # not part of a cell's config
+    data["experiment"].setdefault("seeds", [0])
+    try:
+        return cell_config(ExperimentConfig.model_validate(data), policy)
+    except (ValidationError, KeyError, ValueError):
+        return _resolved_policies(saved)
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -458,9 +480,9 @@ def check_resumable(run_dir: Path, config: ExperimentConfig, cells: list[Cell]) 
             raise ResultsError(f"{path} is unreadable ({err}); delete that cell folder") from None
         except (KeyError, TypeError):
             raise ResultsError(f"{path} holds no cell config; delete that cell folder") from None
-        # cells saved before policies were resolved are resolved here (with today's defaults)
         changed = _diff_keys(
-            _resolved_policies(saved), cell_config(cell_experiment(config, cell), cell.policy)
+            _read_by_todays_schema(saved, config, cell.policy),
+            cell_config(cell_experiment(config, cell), cell.policy),
         )
         if changed:
             raise ResultsError(
