@@ -51,9 +51,14 @@ def run(
         Path | None, typer.Option(help="results folder (default results/<experiment>/<run>)")
     ] = None,
     run_name: Annotated[str, typer.Option("--run", help="run name under results/<experiment>/")] = "default",
-    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (overrides the config)")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated seeds to compute (others in the folder are kept; new ones extend it)"
+        ),
+    ] = None,
     policies: Annotated[
-        str | None, typer.Option(help="comma-separated policy labels to run (subset of the config)")
+        str | None, typer.Option(help="comma-separated policy labels to compute (a subset of the config's)")
     ] = None,
     workers: Annotated[
         int, typer.Option(min=1, help="worker processes (default: number of CPU cores)")
@@ -69,27 +74,39 @@ def run(
     from simulator.engine.runner import RunInterrupted, run_experiment
 
     try:
-        overrides = list(set_ or [])
+        cfg = load_config(config, list(set_ or []))
         seed_list = _parse_list(seeds, "seeds")
-        if seed_list is not None:
-            overrides.append(f"experiment.seeds=[{', '.join(seed_list)}]")
-        cfg = load_config(config, overrides)
         wanted = _parse_list(policies, "policies")
         if wanted is not None:
             unknown = [p for p in wanted if p not in cfg.policies]
             if unknown:
                 raise RecloopError(f"--policies: {unknown} not in the config's policies {list(cfg.policies)}")
-            # the interventions on the policies left out go with them
-            kept = [iv for iv in cfg.interventions if iv.policy in wanted]
-            cfg = cfg.model_copy(
-                update={"policies": {p: cfg.policies[p] for p in wanted}, "interventions": kept}
-            )
+        only = None
+        if seed_list is not None or wanted is not None:
+            # a subset of the cells is computed; the folder's tables and figures still cover every
+            # finished cell of the config (seeds not in the config extend it)
+            chosen_seeds = None if seed_list is None else {int(s) for s in seed_list}
+            if chosen_seeds:
+                extra = sorted(chosen_seeds - set(cfg.experiment.seeds))
+                exp = cfg.experiment.model_copy(update={"seeds": [*cfg.experiment.seeds, *extra]})
+                cfg = cfg.model_copy(update={"experiment": exp})
+
+            def only(cell) -> bool:
+                return (wanted is None or cell.policy in wanted) and (
+                    chosen_seeds is None or cell.seed in chosen_seeds
+                )
+
         run_dir = out or Path("results") / cfg.experiment.name / run_name
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             try:
                 result = run_experiment(
-                    cfg, run_dir, workers=workers, progress=not quiet, dask_scheduler=dask_scheduler
+                    cfg,
+                    run_dir,
+                    workers=workers,
+                    progress=not quiet,
+                    dask_scheduler=dask_scheduler,
+                    only=only,
                 )
             finally:
                 for w in caught:  # the runner's warnings, as plain lines (not Python's format)
@@ -102,8 +119,13 @@ def run(
         _fail(RecloopError("interrupted before any cell finished"), 130)
     typer.echo(
         f"{len(result.cells)} cells ({len(result.computed)} computed, "
-        f"{len(result.cells) - len(result.computed)} resumed) -> {result.run_dir}"
+        f"{len(result.cells) - len(result.computed)} already finished) -> {result.run_dir}"
     )
+    if result.missing:
+        typer.echo(
+            f"partial: {len(result.missing)} cell(s) of the config not computed yet "
+            f"(e.g. {result.missing[0].name}); run without --policies/--seeds to compute them"
+        )
     typer.echo(f"report: {result.run_dir / 'report.md'}")
 
 

@@ -103,7 +103,7 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
     assert 1 <= len(finished) < 12
     res = _run("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
     assert res.returncode == 0, res.stderr
-    assert f"({12 - len(finished)} computed, {len(finished)} resumed)" in res.stdout
+    assert f"({12 - len(finished)} computed, {len(finished)} already finished)" in res.stdout
     for name, stamp in finished.items():  # finished cells were not recomputed
         assert (out / "cells" / name / "cell.json").stat().st_mtime_ns == stamp
     assert not list((out / "cells").glob(".tmp-*"))
@@ -206,3 +206,35 @@ def test_out_that_is_a_file_exits_2(tmp_path):
         assert res.returncode == 2, res.stderr
         assert "it or a parent is a file, not a folder" in res.stderr
     assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_subset_runs_keep_the_folder_whole(tmp_path):
+    """--policies/--seeds compute a subset; the run-level tables cover every finished cell of the
+    config, the manifest says "partial" until all are finished, and nothing is recomputed."""
+    import pandas as pd
+
+    cfg = _write_config(tmp_path / "c.toml", tiny_config_data(experiment={"seeds": [0, 1]}))
+    out = tmp_path / "out"
+    base = ("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
+    res = _run(*base, "--policies", "random", "--seeds", "1")
+    assert res.returncode == 0, res.stderr
+    assert "1 cells (1 computed" in res.stdout and "partial: 3 cell(s)" in res.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and len(manifest["missing_cells"]) == 3
+    assert set(pd.read_parquet(out / "metrics.parquet")["seed"]) == {1}
+    res = _run(*base)  # the rest
+    assert res.returncode == 0, res.stderr
+    assert "4 cells (3 computed, 1 already finished)" in res.stdout
+    full = pd.read_parquet(out / "metrics.parquet")
+    res = _run(*base, "--policies", "greedy", "--seeds", "0,7")  # seed 7 extends the run
+    assert res.returncode == 0, res.stderr
+    assert "5 cells (1 computed, 4 already finished)" in res.stdout
+    merged = pd.read_parquet(out / "metrics.parquet")
+    assert set(merged["seed"]) == {0, 1, 7} and len(merged) > len(full)
+    key = ["policy", "seed", "round"]
+    pd.testing.assert_frame_equal(  # the first four cells' rows are unchanged
+        merged[merged["seed"] != 7].sort_values(key).reset_index(drop=True),
+        full.sort_values(key).reset_index(drop=True),
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and manifest["missing_cells"] == ["random__seed7"]

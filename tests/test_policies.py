@@ -144,7 +144,8 @@ def test_linear_bandit_batched_update_equals_the_general_one(name, world):
 
     batched.update(users, slate, Feedback)
     rows = np.repeat(users, K)
-    general._absorb(rows, slate.items.ravel().astype(np.int64), Feedback.clicks.ravel() * 1.0, exam.ravel(), 1.0)
+    clicks = Feedback.clicks.ravel() * 1.0
+    general._absorb(rows, slate.items.ravel().astype(np.int64), clicks, exam.ravel(), 1.0)
     assert not np.allclose(batched.mean_, _ready(name, world).mean_)  # the update did something
     np.testing.assert_allclose(batched.mean_, general.mean_, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(batched.precision_, general.precision_, rtol=1e-6)

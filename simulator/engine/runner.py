@@ -28,6 +28,7 @@ version.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -352,9 +353,10 @@ def _write_cell_tables(model: Any, folder: Path, cell: Cell) -> None:
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
-    cells: list[Cell]
-    computed: list[Cell]
+    cells: list[Cell]  # the finished cells of the config in the folder (the merged ones)
+    computed: list[Cell]  # computed by this call
     figures: list[Path]
+    missing: list[Cell] = dataclasses.field(default_factory=list)  # not finished (a subset run)
 
 
 class RunInterrupted(ResultsError):
@@ -517,6 +519,7 @@ def run_experiment(
     on_cell: Callable[[Cell], None] | None = None,
     figures: bool = True,
     dask_scheduler: str | None = None,
+    only: Callable[[Cell], bool] | None = None,
 ) -> RunResult:
     """Run (or resume) every cell, then merge tables and draw figures and the report.
 
@@ -535,6 +538,10 @@ def run_experiment(
         Address of a running ``dask.distributed`` scheduler (``tcp://host:8786``). Cells then run
         on its workers, which return the cell's files to this process (no shared file system
         needed); a failed cell is retried once.
+    only : callable, optional
+        Compute only the cells it accepts (``--policies``/``--seeds``). The run-level tables,
+        figures and report still cover every finished cell of ``config`` in the folder, and the
+        manifest says ``"partial"`` until all of them are finished.
 
     Raises
     ------
@@ -558,14 +565,15 @@ def run_experiment(
         ) from None
     for stale in (run_dir / "cells").glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    todo = [c for c in cells if not cell_done(run_dir, c)]
+    chosen = [c for c in cells if only is None or only(c)]
+    todo = [c for c in chosen if not cell_done(run_dir, c)]
     if todo:  # a finished run stays "complete" (nothing to dispatch, no executor to reach)
         _write_manifest(run_dir, config, cells, status="running")
 
     data = config.model_dump(mode="json")
     bar = tqdm(
-        total=len(cells),
-        initial=len(cells) - len(todo),
+        total=len(chosen),
+        initial=len(chosen) - len(todo),
         desc=config.experiment.name,
         unit="cell",
         disable=not progress,
@@ -594,27 +602,29 @@ def run_experiment(
         else:
             failures = _run_pool(data, todo, run_dir, workers, done)
     except KeyboardInterrupt:
-        n_done = sum(cell_done(run_dir, c) for c in cells)
+        n_done = sum(cell_done(run_dir, c) for c in chosen)
         raise RunInterrupted(
-            f"interrupted: {n_done} of {len(cells)} cells are finished and kept in {run_dir}; "
+            f"interrupted: {n_done} of {len(chosen)} cells are finished and kept in {run_dir}; "
             "rerun the same command to compute the rest"
         ) from None
     finally:
         bar.close()
     if failures:
-        n_done = sum(cell_done(run_dir, c) for c in cells)
+        n_done = sum(cell_done(run_dir, c) for c in chosen)
         lines = "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
         raise ResultsError(
-            f"{len(failures)} cell(s) failed ({n_done} of {len(cells)} finished and kept in "
+            f"{len(failures)} cell(s) failed ({n_done} of {len(chosen)} finished and kept in "
             f"{run_dir}; rerun to retry the rest):\n{lines}"
         )
 
-    merge_cells(run_dir, cells)
+    # the run-level tables cover every finished cell of the config, not only the chosen ones
+    finished = [c for c in cells if cell_done(run_dir, c)]
+    merge_cells(run_dir, finished)
     drawn: list[Path] = []
     if figures:
         drawn = _draw(run_dir, config)
-    _write_manifest(run_dir, config, cells, status="complete")
-    return RunResult(run_dir, cells, todo, drawn)
+    _write_manifest(run_dir, config, cells, status="complete" if len(finished) == len(cells) else "partial")
+    return RunResult(run_dir, finished, todo, drawn, [c for c in cells if c not in finished])
 
 
 def _draw(run_dir: Path, config: ExperimentConfig) -> list[Path]:
@@ -747,6 +757,7 @@ def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], 
             "seeds": list(config.experiment.seeds),
             "policies": list(config.policies),
             "cells": [c.name for c in cells],
+            "missing_cells": [c.name for c in cells if not cell_done(run_dir, c)],
             "sweep_keys": list(config.sweep.grid) + list(config.sweep.zip),
             "window_days": config.metrics.window_days,
             "user_window_days": config.metrics.user_window_days,
