@@ -2,10 +2,13 @@
 
 A round's scoring is ``S = L · R + b`` (users × items; ``L`` a per-user side such as ALS user
 factors, ``R`` the item side, ``b`` an optional per-item bias) followed by the top ``K`` items
-of every row. Done on big blocks, the GEMM writes ~16 MB that the selection then reads back
-from memory; here each block is small enough (:func:`score_rows`) to stay in the L2 cache
-between the two, so selecting (:func:`simulator.selection.top_k_rows`) costs a fraction of the
-GEMM and the whole stage runs close to the bare GEMM's time (see ``benchmarks/throughput.py``).
+of every row, block by block (:func:`score_rows` users at a time), so the score matrix is never
+held whole. The block size trades two costs: BLAS packs the item side once per call (at 10k items
+and 32-row blocks, 1.3 MB packed per 1.3 MB of scores: the GEMM ran 30% slower than on big
+blocks), while the selection (:func:`simulator.selection.top_k_rows`) reads a block back faster
+from L2 than from L3. Measured on the 2-core VMs at 10k items, 8 MB blocks (209 rows) made the
+stage 12% faster than 1 MB blocks; at 5k items the two are even. The stage then costs the bare
+GEMM plus a selection of ~0.4 ns per score (see ``benchmarks/throughput.py``).
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
 contiguous range per thread, each run by a Python thread (GEMM and the compiled selection both
@@ -28,8 +31,8 @@ from threadpoolctl import ThreadpoolController
 from simulator.kernels import get_threads
 from simulator.selection import top_k_rows
 
-#: Float32 scores per fused block: 1 MB, the L2 size of the 2-core machines recloop targets.
-BLOCK_ELEMENTS = 1 << 18
+#: Float32 scores per fused block: 8 MB (see the module docstring for the measurement).
+BLOCK_ELEMENTS = 1 << 21
 #: Fewer rows than this starve the GEMM (it re-reads the item side per block): floor of rows.
 MIN_ROWS = 32
 

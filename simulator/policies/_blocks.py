@@ -1,13 +1,13 @@
-"""A base policy's scores in cache-sized user blocks, for the policies that post-process them.
+"""A base policy's scores in bounded user blocks, for the policies that post-process them.
 
 The wrappers and re-rankers read their base's per-user scores over the whole catalog and
 reduce every row to a few items (top candidates, a sampled slate). Through ``score_chunks``
 each ~16 MB block is written by the GEMM and read back from memory by the kernel; when the
 base's scores are a product of factors (``greedy``, ``ipw``, the linear bandits, or a wrapper
 of one of them), :func:`score_blocks` instead forms them in blocks of
-:func:`simulator.scoring.score_rows` users that stay in the L2 cache between the GEMM and the
-kernel, as greedy's own fused scoring does (:func:`simulator.scoring.gemm_top_k`) — with the same
-GEMM, so a re-ranker with neutral weights reproduces greedy's slate exactly.
+:func:`simulator.scoring.score_rows` users, each handed to the kernel right after its GEMM, as
+greedy's own fused scoring does (:func:`simulator.scoring.gemm_top_k`) — with the same GEMM, so a
+re-ranker with neutral weights reproduces greedy's slate exactly.
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the blocks are split into
 one contiguous range per thread (Python threads; the kernels and BLAS release the GIL). Rows are

@@ -19,7 +19,7 @@ from simulator.users.population import chunk_rows
 def factor_top_k(
     user_factors: np.ndarray, item_factors: np.ndarray, users: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items by ``U[u] · V[i]``, GEMM and selection fused in cache-sized user blocks.
+    """Top-``k`` items by ``U[u] · V[i]``, GEMM and selection fused in bounded user blocks.
 
     Returns
     -------
