@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                      # greedy at 10k x 5k and 100k x 10k
     python benchmarks/throughput.py --sizes 10000x5000 --policy random --rounds 20
+    python benchmarks/throughput.py --sizes 10000x5000 --policy greedy,boltzmann,linear_thompson --reps 3
 
 A "user-round" is one active user served one slate in one round, including everything a round
 does (sessions, recommend, clicks, user updates, window + Parquet log, metrics, retraining). The
@@ -12,6 +13,12 @@ scoring GEMM of its active users (``U @ Vᵀ`` in the policies' user chunks, sam
 prints the run's multiple of it. ``--threads`` sets the compiled-kernel and fused-scoring
 threads; BLAS runs one thread, as in the runner (``RECLOOP_THREADS``), so the GEMM yardstick is
 single-threaded too.
+
+With several policies (``--policy a,b,...``) every (policy, rep) runs in its own process, the
+reps interleaved (a, b, …, a, b, …) so that a drift of the shared machine's speed hits every
+policy alike; each policy's best rep is reported with its throughput relative to the first
+policy's (issue 3: an exploration policy's whole round within 3× of greedy's). For ``recommend``
+alone, see ``benchmarks/policies.py``.
 """
 
 from __future__ import annotations
@@ -122,7 +129,8 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10000x5000,100000x10000", help="USERSxITEMS,...")
-    ap.add_argument("--policy", default="greedy")
+    ap.add_argument("--policy", default="greedy", help="a policy, or several: a,b,... (ratios to the first)")
+    ap.add_argument("--reps", type=int, default=1, help="runs per policy (best reported), interleaved")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--no-regret", action="store_true", help="skip the per-round oracle slate")
     ap.add_argument("--threads", type=int, default=1, help="compiled-kernel and scoring threads")
@@ -132,32 +140,47 @@ def main() -> None:
         n, m = (int(x) for x in args.one.split("x"))
         print(json.dumps(_bench_one(n, m, args.policy, args.rounds, not args.no_regret, args.threads)))
         return
+    policies = [p.strip() for p in args.policy.split(",") if p.strip()]
     for size in args.sizes.split(","):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            size,
-            "--policy",
-            args.policy,
-            "--rounds",
-            str(args.rounds),
-            "--threads",
-            str(args.threads),
-        ] + (["--no-regret"] if args.no_regret else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"benchmark {size} failed:\n{proc.stderr}")
-        out = proc.stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{r['policy']:>10} {r['size']:>13} ({r['threads']} thr): "
-            f"{r['user_rounds_per_s']:>9,} user-rounds/s "
-            f"({r['user_rounds']:,} in {r['run_s']} s over {r['rounds']} rounds; "
-            f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB; "
-            f"run / bare scoring GEMM ({r['scoring_gemm_s']} s) = {r['run_over_gemm']}x"
-        )
-        print("    per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stages_s"].items()))
+        best: dict[str, dict] = {}
+        for _ in range(args.reps):
+            for policy in policies:
+                r = _run_one(size, policy, args)
+                if policy not in best or r["run_s"] < best[policy]["run_s"]:
+                    best[policy] = r
+        for policy in policies:
+            r = best[policy]
+            print(
+                f"{r['policy']:>10} {r['size']:>13} ({r['threads']} thr): "
+                f"{r['user_rounds_per_s']:>9,} user-rounds/s "
+                f"({r['user_rounds']:,} in {r['run_s']} s over {r['rounds']} rounds; "
+                f"setup {r['setup_s']} s), peak RSS {r['peak_rss_mb']:,} MB; "
+                f"run / bare scoring GEMM ({r['scoring_gemm_s']} s) = {r['run_over_gemm']}x"
+            )
+            print("    per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stages_s"].items()))
+        if len(policies) > 1:
+            base = best[policies[0]]["user_rounds_per_s"]
+            ratios = ", ".join(f"{p} {best[p]['user_rounds_per_s'] / base:.2f}x" for p in policies[1:])
+            print(f"  whole-round throughput vs {policies[0]} (best of {args.reps}): {ratios}")
+
+
+def _run_one(size: str, policy: str, args) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        size,
+        "--policy",
+        policy,
+        "--rounds",
+        str(args.rounds),
+        "--threads",
+        str(args.threads),
+    ] + (["--no-regret"] if args.no_regret else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark {size} {policy} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -113,61 +113,74 @@ def kth_largest(a, n, k, buf):  # pragma: no cover - compiled
         src, dst = dst, src
 
 
-@njit(nogil=True, cache=True)
-def select_row(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
-    """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
+def _select_row_kernel(width: int):
+    """:func:`select_row` with blocks of ``width`` columns (a compile-time constant)."""
+    block_maxima = block_maxima_kernel(width)
+
+    @njit(nogil=True, cache=True)
+    def select(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
+        m = row.size
+        n_blocks = m // width
+        bmax = fw[0]
+        buf = fw[1]
+        cv = fw[2]
+        ci = iw[:m]
+        blocks = iw[m:]
+        n_c = 0
+        if n_blocks >= k:
+            block_maxima(row, n_blocks, bmax, buf)
+            for b in range(n_blocks):
+                buf[b] = bmax[b]
+            t = kth_largest(buf, n_blocks, k, cv)
+            n_q = 0
+            for b in range(n_blocks):  # the blocks reaching t, listed branch-free
+                blocks[n_q] = b
+                n_q += 1 if bmax[b] >= t else 0
+            for q in range(n_q):
+                b = blocks[q]
+                for c in range(b * width, (b + 1) * width):
+                    x = row[c]
+                    cv[n_c] = x
+                    ci[n_c] = c
+                    n_c += 1 if x >= t else 0
+            for c in range(n_blocks * width, m):  # the last, partial block
+                cv[n_c] = row[c]
+                ci[n_c] = c
+                n_c += 1
+        else:
+            for c in range(m):
+                cv[c] = row[c]
+                ci[c] = c
+            n_c = m
+        # cv[:n_c] holds every column >= t in column order; v is the k-th largest score
+        for i in range(n_c):
+            bmax[i] = cv[i]
+        v = kth_largest(bmax, n_c, k, buf)
+        ties = k  # the columns = v that fit: k minus those > v
+        for i in range(n_c):
+            ties -= 1 if cv[i] > v else 0
+        j = 0
+        for i in range(n_c):  # in column order; ties at v: the lowest columns
+            x = cv[i]
+            if x > v or (x == v and ties > 0):
+                ties -= 1 if x == v else 0
+                out_val[j] = x
+                out_idx[j] = ci[i]
+                j += 1
+
+    return select
+
+
+select_row = _select_row_kernel(WIDTH)
+select_row.__doc__ = """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
 
     Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
     (m + m // WIDTH + 1,) int64 (see :func:`workspace`). NaN must not occur.
     """
-    m = row.size
-    n_blocks = m // WIDTH
-    bmax = fw[0]
-    buf = fw[1]
-    cv = fw[2]
-    ci = iw[:m]
-    blocks = iw[m:]
-    n_c = 0
-    if n_blocks >= k:
-        _block_maxima(row, n_blocks, bmax, buf)
-        for b in range(n_blocks):
-            buf[b] = bmax[b]
-        t = kth_largest(buf, n_blocks, k, cv)
-        n_q = 0
-        for b in range(n_blocks):  # the blocks reaching t, listed branch-free
-            blocks[n_q] = b
-            n_q += 1 if bmax[b] >= t else 0
-        for q in range(n_q):
-            b = blocks[q]
-            for c in range(b * WIDTH, (b + 1) * WIDTH):
-                x = row[c]
-                cv[n_c] = x
-                ci[n_c] = c
-                n_c += 1 if x >= t else 0
-        for c in range(n_blocks * WIDTH, m):  # the last, partial block
-            cv[n_c] = row[c]
-            ci[n_c] = c
-            n_c += 1
-    else:
-        for c in range(m):
-            cv[c] = row[c]
-            ci[c] = c
-        n_c = m
-    # cv[:n_c] holds every column >= t in column order; v is the k-th largest score
-    for i in range(n_c):
-        bmax[i] = cv[i]
-    v = kth_largest(bmax, n_c, k, buf)
-    ties = k  # the columns = v that fit: k minus those > v
-    for i in range(n_c):
-        ties -= 1 if cv[i] > v else 0
-    j = 0
-    for i in range(n_c):  # in column order; ties at v: the lowest columns
-        x = cv[i]
-        if x > v or (x == v and ties > 0):
-            ties -= 1 if x == v else 0
-            out_val[j] = x
-            out_idx[j] = ci[i]
-            j += 1
+#: Blocks of 64 columns for a small ``k`` (``4k`` blocks or fewer of a row's): a quarter of the
+#: block maxima to select among, and cheaper maxima; the set is the same.
+WIDE = 64
+_select_row_wide = _select_row_kernel(WIDE)
 
 
 @njit(nogil=True, cache=True)
@@ -196,12 +209,16 @@ _TASK_ROWS = 8  # rows per parallel task: workspaces are allocated per task, not
 
 def _select_rows_py(scores, k, ordered, out_idx, out_val):  # pragma: no cover - compiled
     n, m = scores.shape
+    wide = 4 * k <= m // WIDE
     for task in prange((n + _TASK_ROWS - 1) // _TASK_ROWS):
         fw, iw = workspace(m, scores.dtype)
         vals = np.empty(k, dtype=scores.dtype)
         idx = np.empty(k, dtype=np.int64)
         for r in range(task * _TASK_ROWS, min(n, (task + 1) * _TASK_ROWS)):
-            select_row(scores[r], k, fw, iw, idx, vals)
+            if wide:
+                _select_row_wide(scores[r], k, fw, iw, idx, vals)
+            else:
+                select_row(scores[r], k, fw, iw, idx, vals)
             if ordered:
                 sort_desc(vals, idx, k)
             for j in range(k):

@@ -469,6 +469,7 @@ def big_world():
     ],
 )
 def test_recommend_is_chunked(name, params, big_world, monkeypatch):
+    import simulator.scoring as scoring
     import simulator.users.population as population
 
     view, window = big_world
@@ -476,7 +477,9 @@ def test_recommend_is_chunked(name, params, big_world, monkeypatch):
     policy.reset(view, np.random.default_rng(3))
     policy.fit(window)
     monkeypatch.setattr(population, "CHUNK_ELEMENTS", 100_000)  # 100 users per chunk
+    monkeypatch.setattr(scoring, "BLOCK_ELEMENTS", 100_000)  # and per fused block (8 MB by default)
     users = np.arange(view.n_users)
+    policy.recommend(users[:50], 5, np.random.default_rng(4))  # compiled kernels loaded first
     tracemalloc.start()
     policy.recommend(users, 5, np.random.default_rng(4))
     _, peak = tracemalloc.get_traced_memory()
