@@ -374,3 +374,16 @@ def test_lints_rows_slates_and_counts():
     # float32 sums in another order can flip a near-tie: allow a handful of the n·M·K comparisons
     assert np.abs(at_pos - want_pos).sum() <= 3
     assert np.abs(anywhere - want_any).sum() <= 3
+
+
+def test_session_grams_and_spd_solve_match_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 10, 7))
+    grams = np.empty((40, 7, 7))
+    _mc_kernels.session_grams(x, grams)
+    np.testing.assert_allclose(grams, np.einsum("nki,nkj->nij", x, x), rtol=1e-12, atol=1e-12)
+    a = grams + 0.5 * np.eye(7)  # SPD
+    b = rng.standard_normal((40, 7))
+    out = np.empty((40, 7))
+    _mc_kernels.spd_solve(a, b, out)
+    np.testing.assert_allclose(out, np.linalg.solve(a, b[:, :, None])[:, :, 0], rtol=1e-9, atol=1e-12)

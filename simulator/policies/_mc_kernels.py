@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from simulator.selection import PARALLEL_MIN_ELEMENTS, select_row, sort_desc, workspace
 
-__all__ = ["fill_normals", "lints_rows", "rank_counts", "session_grams", "ucb_rows"]
+__all__ = ["fill_normals", "lints_rows", "rank_counts", "session_grams", "spd_solve", "ucb_rows"]
 
 _ROWS = 16  # rows per parallel task (one workspace)
 
@@ -594,3 +594,38 @@ def session_grams(xe, out):  # pragma: no cover - compiled
                 ai = a[i]
                 for j in range(d):
                     ai[j] += v * row[j]
+
+
+@njit(nogil=True, cache=True)
+def spd_solve(a, b, out):  # pragma: no cover - compiled
+    """``out[s] = a[s]⁻¹ b[s]`` for symmetric positive-definite ``a`` of shape (n, D, D), float64,
+    by Cholesky ``a = L Lᵀ`` and two triangular solves (Golub & Van Loan 2013, Alg. 4.2.1). Only
+    the lower triangle of ``a`` is read. ~2x faster than NumPy's batched LU ``solve`` at D ≈ 30,
+    whose per-matrix call overhead dominates."""
+    n, d, _ = a.shape
+    lo = np.empty((d, d))
+    z = np.empty(d)
+    for s in range(n):
+        m = a[s]
+        for j in range(d):
+            acc = m[j, j]
+            for q in range(j):
+                acc -= lo[j, q] * lo[j, q]
+            ljj = np.sqrt(acc)
+            lo[j, j] = ljj
+            inv = 1.0 / ljj
+            for i in range(j + 1, d):
+                acc = m[i, j]
+                for q in range(j):
+                    acc -= lo[i, q] * lo[j, q]
+                lo[i, j] = acc * inv
+        for i in range(d):
+            acc = b[s, i]
+            for q in range(i):
+                acc -= lo[i, q] * z[q]
+            z[i] = acc / lo[i, i]
+        for i in range(d - 1, -1, -1):
+            acc = z[i]
+            for q in range(i + 1, d):
+                acc -= lo[q, i] * out[s, q]
+            out[s, i] = acc / lo[i, i]

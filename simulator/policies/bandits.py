@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from simulator.policies._blocks import chunks
-from simulator.policies._mc_kernels import lints_rows, session_grams, ucb_rows
+from simulator.policies._mc_kernels import lints_rows, session_grams, spd_solve, ucb_rows
 from simulator.policies.base import (
     PolicyBase,
     Slate,
@@ -410,7 +410,8 @@ class LinearBandit(PolicyBase):
 
         ``A_u = diag(q_u) + X_uᵀ diag(e²) X_u`` and ``b_u = q_u ∘ m_u + X_uᵀ (e ∘ y)`` with ``X_u``
         the (K, D) features of the user's slate: Gram matrices of the gathered
-        rows (a compiled loop), not a sparse product over a per-item table of outer products.
+        rows (a compiled loop), not a sparse product over a per-item table of outer products, and
+        Cholesky solves.
         """
         x = self.features_
         d = x.shape[1]
@@ -424,7 +425,9 @@ class LinearBandit(PolicyBase):
             q = self.precision_[u].astype(np.float64)
             rhs = q * self.mean_[u] + np.einsum("nk,nkd->nd", e[sl] * y[sl], xs)
             a[:, np.arange(d), np.arange(d)] += q
-            self.mean_[u] = np.linalg.solve(a, rhs[:, :, None])[:, :, 0]
+            mean = np.empty((u.size, d))
+            spd_solve(a, rhs, mean)  # A is SPD: q > 0 plus a Gram matrix
+            self.mean_[u] = mean
             self.precision_[u] = np.einsum("ndd->nd", a)  # q + Σ e² x²
 
     def _chunks(self, users: np.ndarray, divisor: int = 1):
