@@ -6,8 +6,8 @@ of every row, block by block (:func:`score_rows` users at a time), so the score 
 held whole. The block size trades two costs: BLAS packs the item side once per call (at 10k items
 and 32-row blocks, 1.3 MB packed per 1.3 MB of scores: the GEMM ran 30% slower than on big
 blocks), while the selection (:func:`simulator.selection.top_k_rows`) reads a block back faster
-from L2 than from L3. Measured on the 2-core VMs at 10k items, 8 MB blocks (209 rows) made the
-stage 12% faster than 1 MB blocks; at 5k items the two are even. The stage then costs the bare
+from L2 than from L3. Measured on the 2-core VMs at 10k items, 16 MB blocks (419 rows) made the
+stage 15% faster than 1 MB blocks (8 MB: 12%); at 5k items 4%. The stage then costs the bare
 GEMM plus a selection of ~0.4 ns per score (see ``benchmarks/throughput.py``).
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
@@ -31,8 +31,8 @@ from threadpoolctl import ThreadpoolController
 from simulator.kernels import get_threads
 from simulator.selection import top_k_rows
 
-#: Float32 scores per fused block: 8 MB (see the module docstring for the measurement).
-BLOCK_ELEMENTS = 1 << 21
+#: Float32 scores per fused block: 16 MB (see the module docstring for the measurement).
+BLOCK_ELEMENTS = 1 << 22
 #: Fewer rows than this starve the GEMM (it re-reads the item side per block): floor of rows.
 MIN_ROWS = 32
 

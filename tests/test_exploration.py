@@ -477,7 +477,7 @@ def test_recommend_is_chunked(name, params, big_world, monkeypatch):
     policy.reset(view, np.random.default_rng(3))
     policy.fit(window)
     monkeypatch.setattr(population, "CHUNK_ELEMENTS", 100_000)  # 100 users per chunk
-    monkeypatch.setattr(scoring, "BLOCK_ELEMENTS", 100_000)  # and per fused block (8 MB by default)
+    monkeypatch.setattr(scoring, "BLOCK_ELEMENTS", 100_000)  # and per fused block (16 MB by default)
     users = np.arange(view.n_users)
     policy.recommend(users[:50], 5, np.random.default_rng(4))  # compiled kernels loaded first
     tracemalloc.start()
