@@ -86,10 +86,10 @@ def run(
             # a subset of the cells is computed; the folder's tables and figures still cover every
             # finished cell of the config (seeds not in the config extend it)
             chosen_seeds = None if seed_list is None else {int(s) for s in seed_list}
-            if chosen_seeds:
-                extra = sorted(chosen_seeds - set(cfg.experiment.seeds))
-                exp = cfg.experiment.model_copy(update={"seeds": [*cfg.experiment.seeds, *extra]})
-                cfg = cfg.model_copy(update={"experiment": exp})
+            extra = sorted((chosen_seeds or set()) - set(cfg.experiment.seeds))
+            if extra:  # validated like any seed list
+                seeds_all = ", ".join(str(s) for s in [*cfg.experiment.seeds, *extra])
+                cfg = load_config(config, [*(set_ or []), f"experiment.seeds=[{seeds_all}]"])
 
             def only(cell) -> bool:
                 return (wanted is None or cell.policy in wanted) and (
