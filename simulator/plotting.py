@@ -119,6 +119,17 @@ _COLOUR_ORDER = (0, 1, 2, 4, 7, 9, 3, 5, 8, 6)
 ORACLE_COLOUR = (0.1, 0.1, 0.1)
 
 
+def error_extents(center, low, high) -> np.ndarray:
+    """Matplotlib's ``xerr``/``yerr`` (2, n) for intervals ``[low, high]`` around ``center``.
+
+    Clipped at 0: the mean of equal floats can round one ulp past them (the mean of three
+    copies of 0.9875 is 0.9875000000000002), and a bootstrap interval need not contain its point
+    estimate; matplotlib refuses a negative extent.
+    """
+    c, lo, hi = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (center, low, high))
+    return np.clip(np.vstack([c - lo, hi - c]), 0.0, None)
+
+
 def policy_palette(policies: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     """Fixed colour per policy label from seaborn's colour-blind-safe palette.
 
@@ -398,8 +409,8 @@ def plot_tradeoff(
             if sub.empty:
                 continue
             mx, my = sub["value_x"].mean(), sub["value_y"].mean()
-            xerr = [[mx - sub["value_x"].min()], [sub["value_x"].max() - mx]]
-            yerr = [[my - sub["value_y"].min()], [sub["value_y"].max() - my]]
+            xerr = error_extents(mx, sub["value_x"].min(), sub["value_x"].max())
+            yerr = error_extents(my, sub["value_y"].min(), sub["value_y"].max())
             ax.errorbar(mx, my, xerr=xerr, yerr=yerr, fmt="o", ms=7, color=palette[p], capsize=3, lw=1.4)
             labels.append(
                 ax.annotate(

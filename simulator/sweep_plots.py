@@ -22,7 +22,7 @@ from scipy import stats
 
 from simulator.errors import ResultsError
 from simulator.io import atomic_write_text
-from simulator.plotting import apply_theme, policy_palette, save_figure
+from simulator.plotting import apply_theme, error_extents, policy_palette, save_figure
 from simulator.report import markdown_table, read_manifest, read_metrics
 
 HEADLINE = ("gini", "coverage", "entropy_shown", "alt_genre_loss", "ctr", "utility")
@@ -93,9 +93,10 @@ def plot_final_vs_parameter(final: pd.DataFrame, keys: list[str], palette: dict)
                     m, lo, hi = seed_ci(grp["value"])
                     xs.append(x)
                     ms.append(m)
-                    los.append(m - lo)
-                    his.append(hi - m)
-                ax.errorbar(xs, ms, yerr=[los, his], color=color, ls=ls, marker="o", capsize=3, label=label)
+                    los.append(lo)
+                    his.append(hi)
+                err = error_extents(ms, los, his)
+                ax.errorbar(xs, ms, yerr=err, color=color, ls=ls, marker="o", capsize=3, label=label)
             ax.set_xlabel(key)
             ax.set_ylabel("")
             ax.set_title(LABELS.get(metric, metric))
@@ -187,7 +188,7 @@ def plot_utility_gain(gain: pd.DataFrame, keys: list[str], baseline: str, palett
             ax.errorbar(
                 xs,
                 ms,
-                yerr=[np.subtract(ms, los), np.subtract(his, ms)],
+                yerr=error_extents(ms, los, his),
                 color=palette.get(policy),
                 marker="o",
                 capsize=3,

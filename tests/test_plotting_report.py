@@ -396,3 +396,25 @@ def test_tradeoff_labels_do_not_overlap_and_error_bars_span_seeds():
     ]
     assert spans
     plt.close(fig)
+
+
+def test_tradeoff_with_equal_seeds_whose_mean_rounds_past_them():
+    """The mean of three copies of 0.9875 is 0.9875000000000002 > max: the error extent must be
+    clipped at 0 (matplotlib refuses a negative one), not crash the run's figures."""
+    import matplotlib.pyplot as plt
+
+    from simulator.plotting import error_extents, plot_tradeoff
+
+    assert np.mean([0.9875] * 3) > 0.9875  # the premise
+    err = error_extents(np.mean([0.9875] * 3), 0.9875, 0.9875)
+    assert err.shape == (2, 1) and (err >= 0).all() and err[1, 0] == 0.0
+    np.testing.assert_allclose(error_extents([1.0, 2.0], [0.5, 2.5], [1.5, 3.0]), [[0.5, 0.0], [0.5, 1.0]])
+    rows = [
+        (rnd, float(rnd), policy, seed, metric, value)
+        for policy in ("popularity", "greedy")
+        for seed in range(3)
+        for rnd in range(5)
+        for metric, value in (("gini", 0.9875 if policy == "popularity" else 0.9 + 0.01 * seed), ("ctr", 0.1))
+    ]
+    df = pd.DataFrame(rows, columns=["round", "time", "policy", "seed", "metric", "value"])
+    plt.close(plot_tradeoff(df, ys=("ctr",)))

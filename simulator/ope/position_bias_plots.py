@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from simulator.plotting import apply_theme, save_figure
+from simulator.plotting import apply_theme, error_extents, save_figure
 
 __all__ = ["draw_position_bias_figures", "plot_estimated_vs_true", "plot_obd"]
 
@@ -119,7 +119,7 @@ def plot_obd(obd: pd.DataFrame) -> Figure:
         r = obd[obd["method"] == method].sort_values("position")
         x = r["position"].to_numpy() + 1 + (m - (len(methods) - 1) / 2) * width
         est = r["estimate"].to_numpy()
-        err = np.vstack([est - r["ci_low"].to_numpy(), r["ci_high"].to_numpy() - est])
+        err = error_extents(est, r["ci_low"].to_numpy(), r["ci_high"].to_numpy())
         ax.errorbar(x, est, yerr=err, fmt="o", color=palette[method], capsize=3, label=method)
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set_xticks(np.arange(1, int(obd["position"].max()) + 2))

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from simulator.plotting import ORACLE_COLOUR, apply_theme, policy_palette
+from simulator.plotting import ORACLE_COLOUR, apply_theme, error_extents, policy_palette
 from simulator.replications.common import ReplicationResult
 
 
@@ -56,7 +56,7 @@ def _points(
 ) -> None:
     y = np.arange(len(names))
     for i, (name, (m, lo, hi)) in enumerate(zip(names, cis, strict=True)):
-        ax.errorbar(m, y[i], xerr=[[m - lo], [hi - m]], fmt="o", color=pal[name], capsize=4, lw=2)
+        ax.errorbar(m, y[i], xerr=error_extents(m, lo, hi), fmt="o", color=pal[name], capsize=4, lw=2)
     ax.axvline(ref, color="0.4", ls="--", lw=1)
     ax.set_yticks(y, names)
     ax.set_ylim(len(names) - 0.4, -0.6)
