@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (config, arguments, results folder), 130 inte
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -25,6 +26,11 @@ app = typer.Typer(
 def _fail(err: Exception, code: int = 2) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code)
+
+
+def _sigterm_as_interrupt(signum, frame):
+    """SIGTERM handled like Ctrl-C: workers and servers are stopped, finished work kept."""
+    raise KeyboardInterrupt
 
 
 def _parse_list(text: str | None, what: str) -> list[str] | None:
@@ -53,9 +59,7 @@ def run(
     run_name: Annotated[str, typer.Option("--run", help="run name under results/<experiment>/")] = "default",
     seeds: Annotated[
         str | None,
-        typer.Option(
-            help="comma-separated seeds to compute (others in the folder are kept; new ones extend it)"
-        ),
+        typer.Option(help="comma-separated seeds (replace the config's; the folder keeps its other seeds)"),
     ] = None,
     policies: Annotated[
         str | None, typer.Option(help="comma-separated policy labels to compute (a subset of the config's)")
@@ -73,28 +77,23 @@ def run(
     from simulator.config import load_config
     from simulator.engine.runner import RunInterrupted, run_experiment
 
+    # SIGTERM (kill, a scheduler's timeout) stops the pool's workers like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        cfg = load_config(config, list(set_ or []))
+        overrides = list(set_ or [])
         seed_list = _parse_list(seeds, "seeds")
+        if seed_list is not None:  # validated with the config, before anything runs
+            overrides.append(f"experiment.seeds=[{', '.join(seed_list)}]")
+        cfg = load_config(config, overrides)
         wanted = _parse_list(policies, "policies")
+        only = None
         if wanted is not None:
             unknown = [p for p in wanted if p not in cfg.policies]
             if unknown:
                 raise RecloopError(f"--policies: {unknown} not in the config's policies {list(cfg.policies)}")
-        only = None
-        if seed_list is not None or wanted is not None:
-            # a subset of the cells is computed; the folder's tables and figures still cover every
-            # finished cell of the config (seeds not in the config extend it)
-            chosen_seeds = None if seed_list is None else {int(s) for s in seed_list}
-            extra = sorted((chosen_seeds or set()) - set(cfg.experiment.seeds))
-            if extra:  # validated like any seed list
-                seeds_all = ", ".join(str(s) for s in [*cfg.experiment.seeds, *extra])
-                cfg = load_config(config, [*(set_ or []), f"experiment.seeds=[{seeds_all}]"])
 
-            def only(cell) -> bool:
-                return (wanted is None or cell.policy in wanted) and (
-                    chosen_seeds is None or cell.seed in chosen_seeds
-                )
+            def only(cell) -> bool:  # the folder's tables still cover every finished cell
+                return cell.policy in wanted
 
         run_dir = out or Path("results") / cfg.experiment.name / run_name
         with warnings.catch_warnings(record=True) as caught:
@@ -116,15 +115,20 @@ def run(
     except RecloopError as err:
         _fail(err)
     except KeyboardInterrupt:
-        _fail(RecloopError("interrupted before any cell finished"), 130)
+        _fail(RecloopError("interrupted; finished cells are kept, rerun the same command"), 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     typer.echo(
         f"{len(result.cells)} cells ({len(result.computed)} computed, "
         f"{len(result.cells) - len(result.computed)} already finished) -> {result.run_dir}"
     )
     if result.missing:
+        seeds_m = sorted({c.seed for c in result.missing})
+        pols = sorted({c.policy for c in result.missing})
         typer.echo(
-            f"partial: {len(result.missing)} cell(s) of the config not computed yet "
-            f"(e.g. {result.missing[0].name}); run without --policies/--seeds to compute them"
+            f"partial: {len(result.missing)} cell(s) of this folder are not computed yet (e.g. "
+            f"{result.missing[0].name}); compute them with --seeds {','.join(map(str, seeds_m))} "
+            f"--policies {','.join(pols)}"
         )
     typer.echo(f"report: {result.run_dir / 'report.md'}")
 
@@ -278,7 +282,6 @@ def dashboard(
     ] = False,
 ) -> None:
     """Start the interactive SolaraViz dashboard on http://HOST:PORT (Ctrl-C stops it)."""
-    import signal
     import subprocess
     import tempfile
 
@@ -312,14 +315,11 @@ def dashboard(
             err=True,
         )
 
-    def _stop(signum, frame):  # SIGTERM stops the server like Ctrl-C
-        raise KeyboardInterrupt
-
     with tempfile.TemporaryDirectory(prefix="recloop-dashboard-") as tmp:
         cfg_file = launch.write_config(cfg, Path(tmp) / "config.json")
         typer.echo(f"dashboard: http://{host}:{port}  (Ctrl-C stops it)")
         server = subprocess.Popen(launch.solara_command(host, port), env=launch.solara_env(cfg_file))
-        previous = signal.signal(signal.SIGTERM, _stop)
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # stops it like Ctrl-C
         try:
             code = server.wait()
         except KeyboardInterrupt:

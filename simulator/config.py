@@ -20,13 +20,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from simulator.errors import ConfigError
 
-PosInt = Annotated[int, Field(gt=0)]
+# strict: a boolean is not a count (`true` would otherwise be read as 1)
+PosInt = Annotated[int, Field(gt=0, strict=True)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any float: they pass range checks and fail deep inside a run
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        # pydantic reads `true` as 1 for an int or float field: a silently wrong setting
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and field.annotation in (int, float):
+                    raise ValueError(f"{name} must be a number; got {data[name]}")
+        return data
 
 
 class ExperimentSection(_Section):
@@ -34,7 +46,7 @@ class ExperimentSection(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under results/")
     description: str = Field("", description="scenario text for the report")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+    seeds: list[Annotated[int, Field(ge=0, lt=2**63, strict=True)]] = Field(
         default=[0], min_length=1, description="one run per seed and policy (unique, >= 0)"
     )
     n_rounds: PosInt = Field(120, description="simulated days (one round per day)")
@@ -50,7 +62,7 @@ class ExperimentSection(_Section):
 class CatalogSection(_Section):
     """``[catalog]``: items (tracks) with genres, artists, embeddings, quality and a Zipf prior."""
 
-    n_items: PosInt = Field(5000, description="tracks in the catalog")
+    n_items: PosInt = Field(5000, le=10_000_000, description="tracks in the catalog")
     n_genres: Annotated[int, Field(ge=1, le=255)] = Field(12, description="genres")
     n_artists: PosInt = Field(1000, description="artists (each in one genre)")
     embedding_dim: Annotated[int, Field(ge=1, le=512)] = Field(
@@ -76,7 +88,7 @@ class CatalogSection(_Section):
 class UsersSection(_Section):
     """``[users]``: tastes, activity, drift and satiation of the population."""
 
-    n_users: PosInt = Field(10_000, description="users (listeners)")
+    n_users: PosInt = Field(10_000, le=100_000_000, description="users (listeners)")
     taste_concentration: Annotated[float, Field(gt=0)] = Field(
         0.3, description="Dirichlet alpha of genre tastes (small = few favourite genres)"
     )

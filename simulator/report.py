@@ -42,6 +42,7 @@ __all__ = [
     "format_number",
     "markdown_table",
     "ordered_metrics",
+    "partial_notice",
     "policy_order",
     "read_exposure",
     "read_manifest",
@@ -433,6 +434,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: 
 # --------------------------------------------------------------------------------------------
 
 
+def partial_notice(manifest: Mapping[str, Any]) -> list[str]:
+    """Markdown lines naming the cells a partial run (``--policies``/``--seeds``) lacks, or []."""
+    missing = manifest.get("missing_cells")
+    if manifest.get("status") != "partial" or not isinstance(missing, list) or not missing:
+        return []
+    cells = manifest.get("cells") if isinstance(manifest.get("cells"), list) else []
+    names = ", ".join(f"`{c}`" for c in missing[:8])
+    names += f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+    return [
+        f"> **Partial run**: {len(cells) - len(missing)} of {len(cells)} cells are finished; not yet "
+        f"computed: {names}. Tables and figures cover the finished cells only.",
+        "",
+    ]
+
+
 def _config_summary(manifest: Mapping[str, Any], metrics: pd.DataFrame, window: int) -> str:
     cfg = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
     n_rounds_seen = int(metrics["round"].max()) + 1
@@ -651,6 +667,7 @@ def write_report(run_dir: str | Path, *, figures: Sequence[str | Path] | None = 
     out += [str(desc).strip() if desc else "_No description in the manifest._", ""]
     if not manifest:
         out += ["_No manifest.json in this run folder; settings below come from the metrics._", ""]
+    out += partial_notice(manifest)
     out += ["## Configuration", "", _config_summary(manifest, metrics, window), ""]
     cfg = manifest.get("config")
     if isinstance(cfg, Mapping) and cfg:

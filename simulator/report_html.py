@@ -121,6 +121,12 @@ def check_run_complete(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFram
     status = manifest.get("status")
     cells = [str(c) for c in manifest.get("cells") or []]
     unfinished = [c for c in cells if not (run_dir / "cells" / c / "cell.json").is_file()]
+    if status == "partial":
+        raise ResultsError(
+            f"the run in {run_dir} is partial (--policies/--seeds): {len(cells) - len(unfinished)} of "
+            f"{len(cells)} cells are finished (missing: {_few(unfinished)}); compute the missing cells "
+            "with `recloop run` (see report.md for which), then render"
+        )
     if status != "complete":
         done = len(cells) - len(unfinished)
         detail = f"; {done} of {len(cells)} cells are finished" if cells else ""

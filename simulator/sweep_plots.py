@@ -23,7 +23,7 @@ from scipy import stats
 from simulator.errors import ResultsError
 from simulator.io import atomic_write_text
 from simulator.plotting import apply_theme, error_extents, policy_palette, save_figure
-from simulator.report import markdown_table, read_manifest, read_metrics
+from simulator.report import markdown_table, partial_notice, read_manifest, read_metrics
 
 HEADLINE = ("gini", "coverage", "entropy_shown", "alt_genre_loss", "ctr", "utility")
 LABELS = {
@@ -247,6 +247,7 @@ def write_sweep_report(run_dir: str | Path, figures: list[Path]) -> Path:
     exp = manifest.get("experiment") or {}
     lines = [f"# {exp.get('name', run_dir.name)}: parameter sweep", "", exp.get("description", ""), ""]
     lines += [f"Swept: {', '.join(f'`{k}`' for k in keys)}; seeds: {manifest.get('seeds')}.", ""]
+    lines += partial_notice(manifest)
     for p in figures:
         if p.suffix == ".png":
             lines += [f"![{p.stem}](figures/{p.name})", ""]

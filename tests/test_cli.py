@@ -209,8 +209,9 @@ def test_out_that_is_a_file_exits_2(tmp_path):
 
 
 def test_subset_runs_keep_the_folder_whole(tmp_path):
-    """--policies/--seeds compute a subset; the run-level tables cover every finished cell of the
-    config, the manifest says "partial" until all are finished, and nothing is recomputed."""
+    """--policies computes a subset and --seeds replaces the seeds; the run-level tables cover
+    every finished cell of the folder, seeds an earlier run added stay, the manifest says
+    "partial" (with missing_cells) until all are finished, and nothing is recomputed."""
     import pandas as pd
 
     cfg = _write_config(tmp_path / "c.toml", tiny_config_data(experiment={"seeds": [0, 1]}))
@@ -218,17 +219,22 @@ def test_subset_runs_keep_the_folder_whole(tmp_path):
     base = ("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
     res = _run(*base, "--policies", "random", "--seeds", "1")
     assert res.returncode == 0, res.stderr
-    assert "1 cells (1 computed" in res.stdout and "partial: 3 cell(s)" in res.stdout
+    assert "1 cells (1 computed" in res.stdout and "partial: 1 cell(s)" in res.stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "partial" and len(manifest["missing_cells"]) == 3
+    assert manifest["status"] == "partial" and manifest["missing_cells"] == ["greedy__seed1"]
     assert set(pd.read_parquet(out / "metrics.parquet")["seed"]) == {1}
-    res = _run(*base)  # the rest
+    assert "**Partial run**: 1 of 2 cells" in (out / "report.md").read_text()
+    res = _run(*base)  # the config's cells
     assert res.returncode == 0, res.stderr
     assert "4 cells (3 computed, 1 already finished)" in res.stdout
     full = pd.read_parquet(out / "metrics.parquet")
-    res = _run(*base, "--policies", "greedy", "--seeds", "0,7")  # seed 7 extends the run
+    res = _run(*base, "--policies", "greedy", "--seeds", "7")  # seed 7 extends the folder
     assert res.returncode == 0, res.stderr
     assert "5 cells (1 computed, 4 already finished)" in res.stdout
+    assert "compute them with --seeds 7 --policies random" in res.stdout
+    res = _run(*base)  # a later plain run keeps seed 7 (nothing to compute)
+    assert res.returncode == 0, res.stderr
+    assert "5 cells (0 computed, 5 already finished)" in res.stdout
     merged = pd.read_parquet(out / "metrics.parquet")
     assert set(merged["seed"]) == {0, 1, 7} and len(merged) > len(full)
     key = ["policy", "seed", "round"]
@@ -237,4 +243,9 @@ def test_subset_runs_keep_the_folder_whole(tmp_path):
         full.sort_values(key).reset_index(drop=True),
     )
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "partial" and manifest["missing_cells"] == ["random__seed7"]
+    assert manifest["seeds"] == [0, 1, 7] and manifest["missing_cells"] == ["random__seed7"]
+    report = (out / "report.md").read_text()
+    assert "random__seed7" in report  # the report names what is missing, from this manifest
+    res = _run(*base, "--seeds", "-1")  # a bad seed: exit 2 before anything runs, naming the key
+    assert res.returncode == 2 and "experiment.seeds" in res.stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "partial"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import tiny_config_data
 
@@ -103,3 +105,19 @@ def test_experiment_configs_validate():
     for path in configs:
         # [study] documents (interleaving_vs_ab) have their own schema
         (load_interleaving_study if "\n[study]" in path.read_text() else load_config)(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("relevance.intercept=nan", "relevance.intercept: Input should be a finite number"),
+        ("relevance.intercept=inf", "relevance.intercept: Input should be a finite number"),
+        ("users.n_users=99999999999999999999999", "users.n_users: Input should be less than or equal to"),
+        ("catalog.n_genres=true", "catalog: n_genres must be a number; got True"),
+        ("experiment.seeds=[true]", "experiment.seeds.0: Input should be a valid integer"),
+        ("experiment.seeds=[99999999999999999999]", "experiment.seeds.0: Input should be less than"),
+    ],
+)
+def test_values_that_pass_a_range_check_but_break_a_run_are_refused(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(apply_overrides(tiny_config_data(), [override]))

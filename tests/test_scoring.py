@@ -80,6 +80,6 @@ def test_gemm_top_k_reraises_a_worker_error():
     try:
         kernels.set_threads(2)
         with pytest.raises(RuntimeError, match="bad block"):
-            scoring.gemm_top_k(left, right, 500, 3)
+            scoring.gemm_top_k(left, right, 2 * scoring.score_rows(5000) + 1, 3)  # 3 blocks
     finally:
         kernels.set_threads(before)

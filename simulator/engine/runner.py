@@ -539,9 +539,10 @@ def run_experiment(
         on its workers, which return the cell's files to this process (no shared file system
         needed); a failed cell is retried once.
     only : callable, optional
-        Compute only the cells it accepts (``--policies``/``--seeds``). The run-level tables,
-        figures and report still cover every finished cell of ``config`` in the folder, and the
-        manifest says ``"partial"`` until all of them are finished.
+        Compute only the cells it accepts (``--policies``). The run-level tables, figures and
+        report still cover every finished cell in the folder — including the seeds an earlier
+        run added (its manifest's ``seeds``) — and the manifest says ``"partial"``, with
+        ``missing_cells``, until all of them are finished.
 
     Raises
     ------
@@ -556,7 +557,11 @@ def run_experiment(
     run_dir = Path(run_dir)
     check_policies(config)
     cells = plan_cells(config)
-    _warn_other_code(run_dir, check_resumable(run_dir, config, cells), _process_code_version())
+    # seeds an earlier run added to this folder (--seeds beyond the config's) stay part of it
+    extra = [s for s in _folder_seeds(run_dir) if s not in config.experiment.seeds]
+    folder = _with_seeds(config, [*config.experiment.seeds, *extra])
+    folder_cells = plan_cells(folder)
+    _warn_other_code(run_dir, check_resumable(run_dir, folder, folder_cells), _process_code_version())
     try:
         (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -568,7 +573,7 @@ def run_experiment(
     chosen = [c for c in cells if only is None or only(c)]
     todo = [c for c in chosen if not cell_done(run_dir, c)]
     if todo:  # a finished run stays "complete" (nothing to dispatch, no executor to reach)
-        _write_manifest(run_dir, config, cells, status="running")
+        _write_manifest(run_dir, folder, folder_cells, status="running")
 
     data = config.model_dump(mode="json")
     bar = tqdm(
@@ -617,14 +622,42 @@ def run_experiment(
             f"{run_dir}; rerun to retry the rest):\n{lines}"
         )
 
-    # the run-level tables cover every finished cell of the config, not only the chosen ones
-    finished = [c for c in cells if cell_done(run_dir, c)]
-    merge_cells(run_dir, finished)
-    drawn: list[Path] = []
-    if figures:
-        drawn = _draw(run_dir, config)
-    _write_manifest(run_dir, config, cells, status="complete" if len(finished) == len(cells) else "partial")
-    return RunResult(run_dir, finished, todo, drawn, [c for c in cells if c not in finished])
+    # the run-level tables cover every finished cell of the folder, not only the chosen ones; an
+    # added seed without a finished cell is dropped again
+    finished = [c for c in folder_cells if cell_done(run_dir, c)]
+    kept = {c.seed for c in finished} | set(config.experiment.seeds)
+    folder = _with_seeds(folder, [s for s in folder.experiment.seeds if s in kept])
+    folder_cells = [c for c in folder_cells if c.seed in kept]
+    missing = [c for c in folder_cells if c not in finished]
+    try:
+        merge_cells(run_dir, finished)
+        # the manifest first: the report reads it
+        _write_manifest(run_dir, folder, folder_cells, status="partial" if missing else "complete")
+        drawn = _draw(run_dir, config) if figures else []
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted while merging the tables or drawing the figures: the {len(finished)} "
+            f"finished cells are kept in {run_dir}; rerun the same command to merge and draw"
+        ) from None
+    return RunResult(run_dir, finished, todo, drawn, missing)
+
+
+def _folder_seeds(run_dir: Path) -> list[int]:
+    """The seeds listed in the folder's ``manifest.json`` (none if it is absent or unreadable)."""
+    try:
+        seeds = json.loads((run_dir / "manifest.json").read_text()).get("seeds")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(seeds, list):
+        return []
+    return [s for s in seeds if isinstance(s, int) and not isinstance(s, bool) and s >= 0]
+
+
+def _with_seeds(config: ExperimentConfig, seeds: list[int]) -> ExperimentConfig:
+    if list(seeds) == list(config.experiment.seeds):
+        return config
+    experiment = config.experiment.model_copy(update={"seeds": list(seeds)})
+    return config.model_copy(update={"experiment": experiment})
 
 
 def _draw(run_dir: Path, config: ExperimentConfig) -> list[Path]:
