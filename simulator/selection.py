@@ -119,6 +119,11 @@ def _select_row_kernel(width: int):
 
     @njit(nogil=True, cache=True)
     def select(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
+        """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
+
+        Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
+        (m + m // WIDTH + 1,) int64 (see :func:`workspace`). NaN must not occur.
+        """
         m = row.size
         n_blocks = m // width
         bmax = fw[0]
@@ -172,13 +177,8 @@ def _select_row_kernel(width: int):
 
 
 select_row = _select_row_kernel(WIDTH)
-select_row.__doc__ = """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
-
-    Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
-    (m + m // WIDTH + 1,) int64 (see :func:`workspace`). NaN must not occur.
-    """
-#: Blocks of 64 columns for a small ``k`` (``4k`` blocks or fewer of a row's): a quarter of the
-#: block maxima to select among, and cheaper maxima; the set is the same.
+#: Blocks of 64 columns when a row has at least ``4k`` of them (a small ``k``): a quarter of the
+#: block maxima to select among, and cheaper maxima (-14% per score at 10k columns); same set.
 WIDE = 64
 _select_row_wide = _select_row_kernel(WIDE)
 
