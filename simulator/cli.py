@@ -36,9 +36,9 @@ def _sigterm_as_interrupt(signum, frame):
 def _parse_list(text: str | None, what: str) -> list[str] | None:
     if text is None:
         return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise RecloopError(f"--{what} expects a comma-separated list; got {text!r}")
+    items = [t.strip() for t in text.split(",")]
+    if not any(items) or (len(items) > 1 and not all(items)):
+        raise RecloopError(f"--{what} expects a comma-separated list without empty entries; got {text!r}")
     if what == "seeds":
         bad = [t for t in items if not t.lstrip("-").isdigit()]
         if bad:
