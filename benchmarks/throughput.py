@@ -6,9 +6,10 @@
 
 A "user-round" is one active user served one slate in one round, including everything a round
 does (sessions, recommend, clicks, user updates, window + Parquet log, metrics, retraining). The
-first (initial) fit on the pre-system history is timed separately as setup. Peak memory is the
-process's maximum resident set size (``resource.getrusage``), so run one size per process for a
-clean number (the script re-executes itself per size). Each size also times the bare float32
+first (initial) fit on the pre-system history is timed separately as setup, after a small
+warm-up run that compiles the numba kernels (a fresh install compiles them on first use). Peak
+memory is the process's maximum resident set size (``resource.getrusage``), so run one size per
+process for a clean number (the script re-executes itself per size). Each size also times the bare float32
 scoring GEMM of its active users (``U @ Vᵀ`` in the policies' user chunks, same threads) and
 prints the run's multiple of it. ``--threads`` sets the compiled-kernel and fused-scoring
 threads; BLAS runs one thread, as in the runner (``RECLOOP_THREADS``), so the GEMM yardstick is
@@ -67,16 +68,19 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
     from simulator.engine import model as engine
     from simulator.kernels import set_threads
 
-    cfg = parse_config(
-        {
-            "experiment": {"name": "bench", "n_rounds": rounds, "seeds": [0]},
-            "users": {"n_users": n_users},
-            "catalog": {"n_items": n_items},
-            "simulation": {"log_fraction": 0.1},
-            "metrics": {"regret": regret, "n_tracked_users": 200},
-            "policies": {policy: {}},
-        }
-    )
+    def config(users: int, n_rounds: int):
+        return parse_config(
+            {
+                "experiment": {"name": "bench", "n_rounds": n_rounds, "seeds": [0]},
+                "users": {"n_users": users},
+                "catalog": {"n_items": n_items},
+                "simulation": {"log_fraction": 0.1},
+                "metrics": {"regret": regret, "n_tracked_users": 200},
+                "policies": {policy: {}},
+            }
+        )
+
+    cfg = config(n_users, rounds)
     stage = defaultdict(float)
 
     def timed(name, fn):
@@ -90,6 +94,9 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
 
     set_threads(threads)
     with threadpool_limits(limits=1, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
+        # warm-up: a small run of the same policy and catalog compiles (or loads from numba's
+        # cache) every kernel, so that the first run after an install times rounds, not the JIT
+        engine.RecloopModel(config(min(n_users, 2_000), 2), policy, 0, log_dir=Path(tmp) / "warm").run()
         t0 = time.perf_counter()
         model = engine.RecloopModel(cfg, policy, 0, log_dir=Path(tmp))
         model.policy.fit(model.window)  # the initial fit on the history is setup, not a round

@@ -8,7 +8,7 @@ and 32-row blocks, 1.3 MB packed per 1.3 MB of scores: the GEMM ran 30% slower t
 blocks), while the selection (:func:`simulator.selection.top_k_rows`) reads a block back faster
 from L2 than from L3. Measured on the 2-core VMs at 10k items, 16 MB blocks (419 rows) made the
 stage 15% faster than 1 MB blocks (8 MB: 12%); at 5k items 4%. The stage then costs the bare
-GEMM plus a selection of ~0.4 ns per score (see ``benchmarks/throughput.py``).
+GEMM plus a selection of ~0.25–0.35 ns per score (see ``benchmarks/throughput.py``).
 
 With several kernel threads (:func:`simulator.kernels.set_threads`) the rows are split into one
 contiguous range per thread, each run by a Python thread (GEMM and the compiled selection both

@@ -5,14 +5,21 @@ an ``argpartition`` over the whole block (a full copy plus a selection per row),
 pays a mispredicted branch per sift step — on real ALS scores, whose near-ties cluster in
 blocks of similar items, ~4 offers per slot. :func:`select_row` has no heap:
 
-1. the maxima of 16-column blocks (pairwise halvings that vectorise); the ``k``-th largest of
-   them, ``t``, is at most the row's ``k``-th largest score (the ``k`` largest block maxima are
-   ``k`` distinct scores);
-2. the columns ``≥ t`` of the blocks whose maximum reaches ``t`` are compacted (branch-free) into
+1. the row is cut into consecutive chunks of ``B`` columns (:func:`group_count`) and their
+   element-wise maximum taken: ``gmax[j] = max(row[j], row[j + B], row[j + 2B], …)``, the
+   maxima of ``B`` *strided* groups of columns — one vectorised ``max`` per score, no
+   horizontal reduction. The ``k``-th largest group maximum, ``t``, is at most the row's
+   ``k``-th largest score (the ``k`` largest group maxima are ``k`` distinct scores);
+2. the columns ``≥ t`` of the groups whose maximum reaches ``t`` are compacted (branch-free) into
    a short list, ~``1.3k``–``4k`` of them;
 3. the exact ``k``-th largest score ``v`` of that list, by quickselect with branch-free
-   three-way counting passes; the top ``k`` are the columns ``> v`` and the first (lowest)
-   columns ``= v``.
+   three-way counting passes; the top ``k`` are the columns ``> v`` and the lowest columns
+   ``= v``.
+
+Every column ``≥ t`` lies in a group whose maximum reaches ``t``, so the set is exact for any
+input without NaN. On a 16 MB block of real ALS scores (read back from L3, as the fused scoring
+does) strided groups cost ~0.24 ns per score at 10k columns against ~0.31 for contiguous
+16/64-column blocks, whose maxima end in a serial reduction per block (and the same set).
 
 It is callable per row from other kernels, so that a row is selected while it is still in
 cache; :func:`sort_desc` orders the set best first (ties: lower column first) when a caller
@@ -26,7 +33,8 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
-    "block_maxima_kernel",
+    "group_count",
+    "group_maxima",
     "kth_largest",
     "prepare_rows",
     "select_row",
@@ -40,41 +48,36 @@ __all__ = [
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
-def block_maxima_kernel(width: int):
-    """A compiled ``f(row, n_blocks, bmax, tmp)``: ``bmax[b] = max(row[width·b : width·(b+1)])``
-    for ``b < n_blocks``; ``tmp`` is scratch of ``width`` floats. ``width`` (a power of two
-    ≥ 16) is a compile-time constant. The maximum is taken by pairwise halving: each halving
-    is an element-wise loop that vectorises, where a running maximum is one serial chain of
-    compares (2–3x slower per score). Exact for any input without NaN (max is associative)."""
-
-    half = width // 2
-
-    @njit(inline="always")
-    def block_maxima(row, n_blocks, bmax, tmp):  # pragma: no cover - compiled
-        for b in range(n_blocks):
-            blk = row[b * width : (b + 1) * width]  # a 0-based view: the loops vectorise
-            for j in range(half):
-                x = blk[j]
-                y = blk[j + half]
-                tmp[j] = x if x > y else y
-            h = half
-            while h > 8:
-                h //= 2
-                for j in range(h):
-                    x = tmp[j]
-                    y = tmp[j + h]
-                    tmp[j] = x if x > y else y
-            mx = tmp[0]
-            for j in range(1, h):
-                mx = tmp[j] if tmp[j] > mx else mx
-            bmax[b] = mx
-
-    return block_maxima
+@njit(nogil=True, cache=True)
+def group_count(m, k):  # pragma: no cover - compiled
+    """``B``, the number of strided groups for a row of ``m`` columns and a top ``k``: ~``m/48``
+    (measured best on real ALS scores at 5k–100k columns: fewer groups cost more candidates,
+    more groups a longer first quickselect), at least ``4k``, a multiple of 16 (whole vectors).
+    A row shorter than ``2B`` is selected without groups (``select_row`` checks)."""
+    b = (m // 48 + 15) // 16 * 16
+    kb = (4 * k + 15) // 16 * 16
+    return b if b > kb else kb
 
 
-#: Columns per block of pass 1 (a compile-time width: the maxima loop vectorises).
-WIDTH = 16
-_block_maxima = block_maxima_kernel(WIDTH)
+@njit(nogil=True, cache=True, inline="always")
+def group_maxima(row, b, gmax):  # pragma: no cover - compiled
+    """``gmax[j] = max(row[j::b])`` for ``j < b`` (``row.size >= b``): an element-wise maximum
+    of the row's consecutive ``b``-column chunks (the last one partial), which vectorises."""
+    m = row.size
+    for j in range(b):
+        gmax[j] = row[j]
+    n_full = m // b
+    for r in range(1, n_full):
+        chunk = row[r * b : (r + 1) * b]  # a 0-based view: the loop vectorises
+        for j in range(b):
+            x = chunk[j]
+            y = gmax[j]
+            gmax[j] = x if x > y else y
+    tail = row[n_full * b :]
+    for j in range(tail.size):
+        x = tail[j]
+        y = gmax[j]
+        gmax[j] = x if x > y else y
 
 
 @njit(nogil=True, cache=True)
@@ -113,80 +116,95 @@ def kth_largest(a, n, k, buf):  # pragma: no cover - compiled
         src, dst = dst, src
 
 
-def _select_row_kernel(width: int):
-    """:func:`select_row` with blocks of ``width`` columns (a compile-time constant)."""
-    block_maxima = block_maxima_kernel(width)
+@njit(nogil=True, cache=True)
+def select_set(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
+    """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in no particular order
+    (:func:`select_row` for column order, :func:`sort_desc` for best first).
 
-    @njit(nogil=True, cache=True)
-    def select(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
-        """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
-
-        Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
-        (m + m // WIDTH + 1,) int64 (see :func:`workspace`). NaN must not occur.
-        """
-        m = row.size
-        n_blocks = m // width
-        bmax = fw[0]
-        buf = fw[1]
-        cv = fw[2]
-        ci = iw[:m]
-        blocks = iw[m:]
-        n_c = 0
-        if n_blocks >= k:
-            block_maxima(row, n_blocks, bmax, buf)
-            for b in range(n_blocks):
-                buf[b] = bmax[b]
-            t = kth_largest(buf, n_blocks, k, cv)
-            n_q = 0
-            for b in range(n_blocks):  # the blocks reaching t, listed branch-free
-                blocks[n_q] = b
-                n_q += 1 if bmax[b] >= t else 0
-            for q in range(n_q):
-                b = blocks[q]
-                for c in range(b * width, (b + 1) * width):
-                    x = row[c]
-                    cv[n_c] = x
-                    ci[n_c] = c
-                    n_c += 1 if x >= t else 0
-            for c in range(n_blocks * width, m):  # the last, partial block
-                cv[n_c] = row[c]
+    Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
+    (2m,) int64 (see :func:`workspace`). NaN must not occur.
+    """
+    m = row.size
+    gmax = fw[0]
+    buf = fw[1]
+    cv = fw[2]
+    ci = iw[:m]
+    aux = iw[m:]
+    b = group_count(m, k)
+    n_c = 0
+    if 2 * b <= m:
+        group_maxima(row, b, gmax)
+        for j in range(b):
+            buf[j] = gmax[j]
+        t = kth_largest(buf, b, k, cv)
+        n_q = 0
+        for j in range(b):  # the groups reaching t, listed branch-free
+            aux[n_q] = j
+            n_q += 1 if gmax[j] >= t else 0
+        for q in range(n_q):
+            for c in range(aux[q], m, b):
+                x = row[c]
+                cv[n_c] = x
                 ci[n_c] = c
-                n_c += 1
-        else:
-            for c in range(m):
-                cv[c] = row[c]
-                ci[c] = c
-            n_c = m
-        # cv[:n_c] holds every column >= t in column order; v is the k-th largest score
-        for i in range(n_c):
-            bmax[i] = cv[i]
-        v = kth_largest(bmax, n_c, k, buf)
-        ties = k  # the columns = v that fit: k minus those > v
-        for i in range(n_c):
-            ties -= 1 if cv[i] > v else 0
-        j = 0
-        for i in range(n_c):  # in column order; ties at v: the lowest columns
-            x = cv[i]
-            if x > v or (x == v and ties > 0):
-                ties -= 1 if x == v else 0
-                out_val[j] = x
-                out_idx[j] = ci[i]
-                j += 1
+                n_c += 1 if x >= t else 0
+    else:
+        for c in range(m):
+            cv[c] = row[c]
+            ci[c] = c
+        n_c = m
+    # cv[:n_c] holds every column >= t; v is the k-th largest score
+    for i in range(n_c):
+        buf[i] = cv[i]
+    v = kth_largest(buf, n_c, k, gmax)
+    j = 0
+    n_eq = 0
+    for i in range(n_c):
+        x = cv[i]
+        if x > v:
+            out_val[j] = x
+            out_idx[j] = ci[i]
+            j += 1
+        elif x == v:
+            aux[n_eq] = ci[i]
+            n_eq += 1
+    ties = k - j  # the columns = v that fit: the lowest ones
+    eq = np.sort(aux[:n_eq]) if n_eq > ties else aux[:n_eq]
+    for q in range(ties):
+        out_val[j] = v
+        out_idx[j] = eq[q]
+        j += 1
 
-    return select
 
+@njit(nogil=True, cache=True)
+def select_row(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
+    """The top ``k`` of ``row`` into ``out_idx[:k]``, ``out_val[:k]``, in column order.
 
-select_row = _select_row_kernel(WIDTH)
-#: Blocks of 64 columns when a row has at least ``4k`` of them (a small ``k``): a quarter of the
-#: block maxima to select among, and cheaper maxima (-14% per score at 10k columns); same set.
-WIDE = 64
-_select_row_wide = _select_row_kernel(WIDE)
+    Ties at the ``k``-th largest score: the lowest columns. Workspaces as :func:`select_set`.
+    """
+    select_set(row, k, fw, iw, out_idx, out_val)
+    if k <= 32:  # insertion sort by column
+        for i in range(1, k):
+            c = out_idx[i]
+            x = out_val[i]
+            j = i - 1
+            while j >= 0 and out_idx[j] > c:
+                out_idx[j + 1] = out_idx[j]
+                out_val[j + 1] = out_val[j]
+                j -= 1
+            out_idx[j + 1] = c
+            out_val[j + 1] = x
+    else:
+        order = np.argsort(out_idx[:k])
+        idx = out_idx[:k][order]
+        val = out_val[:k][order]
+        out_idx[:k] = idx
+        out_val[:k] = val
 
 
 @njit(nogil=True, cache=True)
 def workspace(m, dtype):  # pragma: no cover - compiled
     """The workspaces ``(fw, iw)`` of :func:`select_row` for rows of ``m`` columns."""
-    return np.empty((3, m), dtype=dtype), np.empty(m + m // WIDTH + 1, dtype=np.int64)
+    return np.empty((3, m), dtype=dtype), np.empty(2 * m, dtype=np.int64)
 
 
 @njit(nogil=True, cache=True)
@@ -209,18 +227,16 @@ _TASK_ROWS = 8  # rows per parallel task: workspaces are allocated per task, not
 
 def _select_rows_py(scores, k, ordered, out_idx, out_val):  # pragma: no cover - compiled
     n, m = scores.shape
-    wide = 4 * k <= m // WIDE
     for task in prange((n + _TASK_ROWS - 1) // _TASK_ROWS):
         fw, iw = workspace(m, scores.dtype)
         vals = np.empty(k, dtype=scores.dtype)
         idx = np.empty(k, dtype=np.int64)
         for r in range(task * _TASK_ROWS, min(n, (task + 1) * _TASK_ROWS)):
-            if wide:
-                _select_row_wide(scores[r], k, fw, iw, idx, vals)
+            if ordered:  # sort_desc's order is total: the set's order does not matter
+                select_set(scores[r], k, fw, iw, idx, vals)
+                sort_desc(vals, idx, k)
             else:
                 select_row(scores[r], k, fw, iw, idx, vals)
-            if ordered:
-                sort_desc(vals, idx, k)
             for j in range(k):
                 out_idx[r, j] = idx[j]
                 out_val[r, j] = vals[j]
@@ -289,9 +305,9 @@ def prepare_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np
 def top_k_rows(scores: np.ndarray, k: int, parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` columns of each row, sorted by descending score; ties: lower column first.
 
-    :func:`select_rows` with ``ordered=True``: ~0.35–0.4 ns per score on a cache-resident block
-    of 5k–10k columns (the scoring GEMM at 32 factors costs ~0.5), against ~0.6–0.8 for a
-    ``k``-heap over block-pruned columns on real ALS scores, whose near-ties cluster in blocks.
+    :func:`select_rows` with ``ordered=True``: ~0.25–0.35 ns per score on a 16 MB block of real
+    ALS scores at 5k–10k columns (the scoring GEMM at 32 factors costs ~0.5), against ~0.6–0.8
+    for a ``k``-heap over block-pruned columns, whose near-ties cluster in blocks of items.
 
     Parameters
     ----------

@@ -15,23 +15,41 @@ def _reference_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.lexsort((cols, -scores), axis=1)[:, :k]  # descending score, then lower column
 
 
-@pytest.mark.parametrize("width", [16, 64])
-def test_block_maxima_are_exact(width):
+@pytest.mark.parametrize("b", [16, 48, 64])
+def test_group_maxima_are_the_strided_maxima(b):
     from numba import njit
 
-    kernel = selection.block_maxima_kernel(width)
-
     @njit
-    def run(row, n_blocks, bmax, tmp):
-        kernel(row, n_blocks, bmax, tmp)
+    def run(row, b, gmax):
+        selection.group_maxima(row, b, gmax)
 
-    rng = np.random.default_rng(width)
-    row = rng.standard_normal(37 * width + 5).astype(np.float32)
-    row[3 * width : 4 * width] = -np.inf  # a block of -inf, and an inf in another
-    row[5 * width + width - 1] = np.inf
-    bmax = np.empty(37, np.float32)
-    run(row, 37, bmax, np.empty(width, np.float32))
-    np.testing.assert_array_equal(bmax, row[: 37 * width].reshape(37, width).max(axis=1))
+    rng = np.random.default_rng(b)
+    row = rng.standard_normal(37 * b + 5).astype(np.float32)  # a partial last chunk
+    row[3::b] = -np.inf  # a group of -inf, and an inf in another
+    row[5 + 20 * b] = np.inf
+    gmax = np.empty(b, np.float32)
+    run(row, b, gmax)
+    np.testing.assert_array_equal(gmax, [row[j::b].max() for j in range(b)])
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "expected"), [(10_000, 10, 208), (5_000, 10, 112), (500, 10, 48), (10_000, 100, 400)]
+)
+def test_group_count_is_about_m_over_48_and_at_least_4k(m, k, expected):
+    assert selection.group_count(m, k) == expected
+
+
+def test_select_row_on_real_like_scores_matches_a_full_sort():
+    """Clustered near-ties (a low-rank score matrix) across the group path at several widths."""
+    rng = np.random.default_rng(3)
+    for m in (97, 1_000, 10_007):
+        scores = (rng.standard_normal((50, 8)) @ rng.standard_normal((8, m))).astype(np.float32)
+        scores[:, m // 2 : m // 2 + 40] = scores[:, m // 2 : m // 2 + 1]  # a run of exact ties
+        for k in (1, 10, 33):
+            idx, vals = selection.top_k_rows(scores, k)
+            ref = _reference_top_k(scores, k)
+            np.testing.assert_array_equal(idx, ref)
+            np.testing.assert_array_equal(vals, np.take_along_axis(scores, ref, axis=1))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
