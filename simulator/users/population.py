@@ -154,7 +154,13 @@ class Population:
         cat, r = self.catalog, self.rel
         gl = self.genre_logit(users)
         logit = np.take_along_axis(gl, cat.genre[items].astype(np.intp), axis=1)
-        logit += r.embedding_weight * np.einsum("nd,nkd->nk", self.embedding[users], cat.embedding[items])
+        # The embedding term in user chunks: the gathered (n, K, d) item embeddings of a whole
+        # round (34 MB at 50k users) would be a fresh mapping each round, whose first touch costs
+        # up to ~70 ms on the VMs; chunks stay in the allocator's reused heap. Same values.
+        for start in range(0, users.size, _RELEVANCE_CHUNK):
+            rows = slice(start, start + _RELEVANCE_CHUNK)
+            item_emb = np.take(cat.embedding, items[rows], axis=0)  # ~3x faster than fancy indexing
+            logit[rows] += r.embedding_weight * np.einsum("nd,nkd->nk", self.embedding[users[rows]], item_emb)
         logit += r.quality_weight * cat.quality[items] + r.intercept
         return _sigmoid(logit)
 
@@ -203,6 +209,10 @@ class Population:
             lambda rows: self._user_side(users[rows]), item_side, users.size, k, self._item_bias
         )
         return items, _sigmoid(logits)
+
+
+#: Users per chunk of :meth:`Population.relevance` (4096 × K=10 × d=16 float32: 2.6 MB).
+_RELEVANCE_CHUNK = 4096
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
