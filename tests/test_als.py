@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from simulator.training.als import ImplicitALS, stream_counts
 
@@ -62,5 +63,23 @@ def test_window_stream_counts_stay_equal_to_a_recount_as_days_come_and_go():
         ref = stream_counts(*window.streams(), n_users, n_items)
         assert got.dtype == np.float32 and got.has_canonical_format
         assert (got != ref).nnz == 0 and got.nnz == ref.nnz  # no explicit zeros left behind
+        if day % 2:  # the transposed cache, asked for on some calls only, catches up the same way
+            got_t = window.stream_counts(n_users, n_items, transposed=True)
+            assert got_t.shape == (n_items, n_users) and got_t.has_canonical_format
+            assert (got_t != ref.T).nnz == 0 and got_t.nnz == ref.nnz
     got.data[:] = -1  # a copy: the cache is not aliased
     assert window.stream_counts(n_users, n_items).min() >= 0
+
+
+def test_fit_with_the_given_transpose_equals_fit_transposing_itself():
+    rng = np.random.default_rng(3)
+    counts = stream_counts(rng.integers(0, 60, 900), rng.integers(0, 45, 900), 60, 45)
+    a, b = ImplicitALS(factors=6), ImplicitALS(factors=6)
+    a.init(60, 45, np.random.default_rng(0))
+    b.init(60, 45, np.random.default_rng(0))
+    a.fit(counts, iterations=3)
+    b.fit(counts, iterations=3, counts_t=counts.T.tocsr())
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    with pytest.raises(ValueError, match="counts_t must be counts transposed"):
+        b.fit(counts, iterations=1, counts_t=counts)

@@ -42,9 +42,8 @@ class LogWindow:
         self.days = days
         self.keep_impressions = keep_impressions
         self._chunks: deque[DayChunk] = deque()
-        # stream_counts cache: the summed matrix and the chunks (by identity) summed into it
-        self._counts: sp.csr_matrix | None = None
-        self._counted: list[tuple[DayChunk, sp.csr_matrix]] = []
+        # stream_counts caches, per orientation (False: users × items, True: its transpose)
+        self._sums: dict[bool, _CountSum] = {}
 
     def add_organic(self, day: np.ndarray, user: np.ndarray, item: np.ndarray) -> None:
         """Add pre-system streams (organic: no position, no propensity)."""
@@ -105,36 +104,47 @@ class LogWindow:
             self._cat("item", True).astype(np.int32),
         )
 
-    def stream_counts(self, n_users: int, n_items: int) -> sp.csr_matrix:
+    def stream_counts(self, n_users: int, n_items: int, transposed: bool = False) -> sp.csr_matrix:
         """Stream counts ``n_ui`` of the window, maintained incrementally.
 
         Each call adds the days that arrived and subtracts the days that left since the previous
-        call (one sparse add of canonical CSR matrices, O(nnz of the window)), instead of
-        re-sorting every stream of the window; each day is converted to CSR once.
+        call as one small day-sized difference, merged into the total in a single sparse add
+        (O(nnz of the window)) instead of re-sorting every stream of the window; each day is
+        converted to CSR once. The transposed counts (the ALS item side) are kept the same way,
+        when asked for, which is cheaper than transposing the total (a scatter of every entry).
+
+        Parameters
+        ----------
+        n_users, n_items : int
+        transposed : bool
+            Return the (n_items, n_users) transpose.
 
         Returns
         -------
-        scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+        scipy.sparse.csr_matrix of shape (n_users, n_items), or its transpose, float32
             Canonical (sorted indices, no duplicates, no explicit zeros); a fresh copy.
         """
-        shape = (n_users, n_items)
-        if self._counts is None or self._counts.shape != shape:
-            self._counts = sp.csr_matrix(shape, dtype=np.int32)
-            self._counted = []
+        shape = (n_items, n_users) if transposed else (n_users, n_items)
+        acc = self._sums.get(transposed)
+        if acc is None or acc.total.shape != shape:
+            acc = self._sums[transposed] = _CountSum(sp.csr_matrix(shape, dtype=np.int32), [])
         live = {id(c) for c in self._chunks}
-        counted = {id(c) for c, _ in self._counted}
-        delta = [m for c, m in self._counted if id(c) not in live]
-        total = self._counts
-        for m in delta:
-            total = total - m
-        self._counted = [(c, m) for c, m in self._counted if id(c) in live]
+        counted = {id(c) for c, _ in acc.counted}
+        delta = None
+        for c, m in acc.counted:
+            if id(c) not in live:
+                delta = -m if delta is None else delta - m
+        acc.counted = [(c, m) for c, m in acc.counted if id(c) in live]
         for c in self._chunks:
             if id(c) not in counted:
-                m = _day_counts(c.user[c.click], c.item[c.click], shape)
-                total = total + m
-                self._counted.append((c, m))
-        self._counts = total
-        return total.astype(np.float32)
+                rows, cols = c.user[c.click], c.item[c.click]
+                m = _day_counts(cols, rows, shape) if transposed else _day_counts(rows, cols, shape)
+                delta = m if delta is None else delta + m
+                acc.counted.append((c, m))
+        if delta is not None:
+            # integer counts: exact in any order; scipy's sparse add drops the entries that cancel
+            acc.total = acc.total + delta
+        return acc.total.astype(np.float32)
 
     def impressions(self) -> dict[str, np.ndarray]:
         """Every kept row (streams and, if kept, impressions) as a dict of (m,) arrays."""
@@ -146,6 +156,14 @@ class LogWindow:
             else np.empty(0, np.int32)
         )
         return out
+
+
+@dataclass
+class _CountSum:
+    """The summed int32 counts and the chunks (by identity) with their day matrices in it."""
+
+    total: sp.csr_matrix
+    counted: list[tuple[DayChunk, sp.csr_matrix]]
 
 
 def _day_counts(user: np.ndarray, item: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

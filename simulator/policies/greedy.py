@@ -65,8 +65,10 @@ class GreedyPolicy(PolicyBase):
         self.n_fits_ = 0
 
     def fit(self, window) -> None:
-        counts = window.stream_counts(self.world_.n_users, self.world_.catalog.n_items)
-        self.model_.fit(counts, self.iterations if self.n_fits_ == 0 else self.warm_iterations)
+        n_users, n_items = self.world_.n_users, self.world_.catalog.n_items
+        counts = window.stream_counts(n_users, n_items)
+        counts_t = window.stream_counts(n_users, n_items, transposed=True)
+        self.model_.fit(counts, self.iterations if self.n_fits_ == 0 else self.warm_iterations, counts_t)
         self.n_fits_ += 1
 
     def recommend(self, users: np.ndarray, k: int, rng: np.random.Generator) -> Slate:

@@ -172,11 +172,12 @@ class StreamLog:
             return np.empty(0, np.int32), np.empty(0, np.int32)
         return np.concatenate(self.users), np.concatenate(self.items)
 
-    def stream_counts(self, n_users: int, n_items: int):
+    def stream_counts(self, n_users: int, n_items: int, transposed: bool = False):
         """Stream counts as LogWindow.stream_counts gives them (recomputed: small worlds)."""
         from simulator.training.als import stream_counts
 
-        return stream_counts(*self.streams(), n_users, n_items)
+        counts = stream_counts(*self.streams(), n_users, n_items)
+        return counts.T.tocsr() if transposed else counts
 
 
 def make_world_policy(name: str, n_users: int, catalog: Any, population: Any, rng, **params: Any):
