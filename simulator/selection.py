@@ -122,7 +122,7 @@ def select_set(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
     (:func:`select_row` for column order, :func:`sort_desc` for best first).
 
     Workspaces, overwritten: ``fw`` of shape (3, m) in the row's dtype and ``iw`` of shape
-    (2m,) int64 (see :func:`workspace`). NaN must not occur.
+    (3m,) int64 (see :func:`workspace`). NaN must not occur.
     """
     m = row.size
     gmax = fw[0]
@@ -168,11 +168,17 @@ def select_set(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
             aux[n_eq] = ci[i]
             n_eq += 1
     ties = k - j  # the columns = v that fit: the lowest ones
-    eq = np.sort(aux[:n_eq]) if n_eq > ties else aux[:n_eq]
-    for q in range(ties):
-        out_val[j] = v
-        out_idx[j] = eq[q]
-        j += 1
+    lim = m  # every column = v fits
+    if n_eq > ties:  # the ties-th lowest column = v, by the same quickselect (no sort: O(n_eq))
+        neg = iw[2 * m : 3 * m]
+        for q in range(n_eq):
+            ci[q] = -aux[q]
+        lim = -kth_largest(ci, n_eq, ties, neg)
+    for q in range(n_eq):
+        if aux[q] <= lim:
+            out_val[j] = v
+            out_idx[j] = aux[q]
+            j += 1
 
 
 @njit(nogil=True, cache=True)
@@ -204,7 +210,7 @@ def select_row(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
 @njit(nogil=True, cache=True)
 def workspace(m, dtype):  # pragma: no cover - compiled
     """The workspaces ``(fw, iw)`` of :func:`select_row` for rows of ``m`` columns."""
-    return np.empty((3, m), dtype=dtype), np.empty(2 * m, dtype=np.int64)
+    return np.empty((3, m), dtype=dtype), np.empty(3 * m, dtype=np.int64)
 
 
 @njit(nogil=True, cache=True)
