@@ -25,6 +25,8 @@ from simulator.io import atomic_write_text
 from simulator.plotting import apply_theme, error_extents, policy_palette, save_figure
 from simulator.report import markdown_table, partial_notice, read_manifest, read_metrics
 
+#: Panels per row of the sweep figures (wider rows stop fitting a page or a slide).
+PANEL_COLUMNS = 3
 HEADLINE = ("gini", "coverage", "entropy_shown", "alt_genre_loss", "ctr", "utility")
 LABELS = {
     "gini": "Gini of exposure",
@@ -66,14 +68,20 @@ def plot_final_vs_parameter(final: pd.DataFrame, keys: list[str], palette: dict)
     """One row per swept key, one column per headline metric: final value vs parameter."""
     apply_theme()
     metrics = [m for m in HEADLINE if m in set(final["metric"])]
+    # the metrics wrap at PANEL_COLUMNS per row (six in one row made a 22-inch-wide figure)
+    ncols = max(1, min(PANEL_COLUMNS, len(metrics)))
+    rows_per_key = max(1, math.ceil(len(metrics) / ncols))
     fig, axes = plt.subplots(
-        len(keys), len(metrics), figsize=(3.6 * len(metrics), 3.2 * len(keys)), squeeze=False
+        len(keys) * rows_per_key, ncols, figsize=(3.6 * ncols, 3.2 * len(keys) * rows_per_key), squeeze=False
     )
+    for c in range(len(metrics), rows_per_key * ncols):  # unused cells of each key's last row
+        for r in range(len(keys)):
+            axes[r * rows_per_key + c // ncols][c % ncols].set_visible(False)
     styles = ["-", "--", ":", "-."]
     for r, key in enumerate(keys):
         others = [k for k in keys if k != key]
         for c, metric in enumerate(metrics):
-            ax = axes[r][c]
+            ax = axes[r * rows_per_key + c // ncols][c % ncols]
             sub = final[final["metric"] == metric]
             # one series per policy and combination of the *other* swept values (never pooled)
             for s, ((policy, *rest), rows) in enumerate(
@@ -100,8 +108,8 @@ def plot_final_vs_parameter(final: pd.DataFrame, keys: list[str], palette: dict)
             ax.set_xlabel(key)
             ax.set_ylabel("")
             ax.set_title(LABELS.get(metric, metric))
-        handles, labels = axes[r][0].get_legend_handles_labels()
-        axes[r][-1].legend(
+        handles, labels = axes[r * rows_per_key][0].get_legend_handles_labels()
+        axes[r * rows_per_key][-1].legend(
             handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False
         )
     fig.suptitle("Last-week value against the swept parameter (mean over seeds, 95% t-interval)")
@@ -116,8 +124,13 @@ def plot_sweep_trajectories(
     apply_theme()
     sub = metrics[metrics["metric"] == metric].copy()
     values = sorted(sub[key].dropna().unique())
-    fig, axes = plt.subplots(1, len(values), figsize=(3.8 * len(values), 3.4), squeeze=False, sharey=True)
-    for ax, value in zip(axes[0], values, strict=True):
+    ncols = max(1, min(PANEL_COLUMNS, len(values)))
+    nrows = max(1, math.ceil(len(values) / ncols))
+    fig, grid = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.4 * nrows), squeeze=False, sharey=True)
+    axes = grid.ravel()
+    for ax in axes[len(values) :]:
+        ax.set_visible(False)
+    for ax, value in zip(axes, values, strict=False):
         panel = sub[(sub[key] == value) | sub[key].isna()]
         sns.lineplot(
             data=panel,
@@ -127,7 +140,7 @@ def plot_sweep_trajectories(
             palette=palette,
             errorbar=("pi", 100),
             ax=ax,
-            legend=ax is axes[0][0],
+            legend=ax is axes[0],
         )
         ax.set_title(f"{key} = {value}")
         ax.set_xlabel("day")

@@ -36,3 +36,40 @@ def test_gain_is_paired_by_seed_and_point_over_the_last_days():
     assert len(rnd) == 4
     np.testing.assert_allclose(rnd["gain"], -1.0)
     assert "greedy" not in set(gain["policy"])
+
+
+def test_sweep_figures_wrap_their_panels_at_three_per_row():
+    import matplotlib.pyplot as plt
+
+    from simulator.sweep_plots import (
+        HEADLINE,
+        PANEL_COLUMNS,
+        plot_final_vs_parameter,
+        plot_sweep_trajectories,
+    )
+
+    keys = ["users.satiation_strength", "catalog.n_items"]
+    rows = []
+    for metric in HEADLINE:
+        for sat in (0.0, 1.0):
+            for n in (100, 200):
+                for seed in (0, 1):
+                    rows.append(("eps", sat, n, seed, metric, sat + n / 100 + seed))
+    final = pd.DataFrame(rows, columns=["policy", *keys, "seed", "metric", "value"])
+    fig = plot_final_vs_parameter(final, keys, {"eps": "C0"})
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(visible) == len(keys) * len(HEADLINE)  # every (key, metric) panel, none lost
+    assert fig.get_size_inches()[0] <= 3.6 * PANEL_COLUMNS + 1e-9
+    titles = [ax.get_title() for ax in visible]
+    assert len(set(titles)) == len(HEADLINE) and titles[:3] == titles[len(HEADLINE) : len(HEADLINE) + 3]
+    plt.close(fig)
+
+    traj = pd.DataFrame(
+        [("eps", n, seed, rnd, "gini", 0.5) for n in range(7) for seed in (0, 1) for rnd in range(3)],
+        columns=["policy", "catalog.n_items", "seed", "round", "metric", "value"],
+    )
+    fig = plot_sweep_trajectories(traj, "catalog.n_items", {"eps": "C0"})
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [f"catalog.n_items = {n}" for n in range(7)]
+    assert len(fig.axes) == 9 and fig.get_size_inches()[0] <= 3.8 * PANEL_COLUMNS + 1e-9
+    plt.close(fig)
