@@ -67,6 +67,8 @@ def test_window_stream_counts_stay_equal_to_a_recount_as_days_come_and_go():
             got_t = window.stream_counts(n_users, n_items, transposed=True)
             assert got_t.shape == (n_items, n_users) and got_t.has_canonical_format
             assert (got_t != ref.T).nnz == 0 and got_t.nnz == ref.nnz
+        # memory stays bounded: day matrices only for the live days and those not yet subtracted
+        assert len(window._days) <= len(window._chunks) + 3
     got.data[:] = -1  # a copy: the cache is not aliased
     assert window.stream_counts(n_users, n_items).min() >= 0
 

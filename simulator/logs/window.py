@@ -42,8 +42,11 @@ class LogWindow:
         self.days = days
         self.keep_impressions = keep_impressions
         self._chunks: deque[DayChunk] = deque()
-        # stream_counts caches, per orientation (False: users × items, True: its transpose)
+        # stream_counts caches: per orientation (False: users × items, True: its transpose) the
+        # summed counts, and the day matrices (by chunk identity) of the days summed into them
         self._sums: dict[bool, _CountSum] = {}
+        self._days: dict[int, tuple[DayChunk, sp.csr_matrix]] = {}
+        self._day_shape: tuple[int, int] | None = None
 
     def add_organic(self, day: np.ndarray, user: np.ndarray, item: np.ndarray) -> None:
         """Add pre-system streams (organic: no position, no propensity)."""
@@ -110,8 +113,9 @@ class LogWindow:
         Each call adds the days that arrived and subtracts the days that left since the previous
         call as one small day-sized difference, merged into the total in a single sparse add
         (O(nnz of the window)) instead of re-sorting every stream of the window; each day is
-        converted to CSR once. The transposed counts (the ALS item side) are kept the same way,
-        when asked for, which is cheaper than transposing the total (a scatter of every entry).
+        converted to CSR once. The transposed counts (the ALS item side) are kept the same way
+        when asked for, from the transposed difference: cheaper than transposing the total (a
+        scatter of every entry), for the memory of one more total.
 
         Parameters
         ----------
@@ -124,26 +128,34 @@ class LogWindow:
         scipy.sparse.csr_matrix of shape (n_users, n_items), or its transpose, float32
             Canonical (sorted indices, no duplicates, no explicit zeros); a fresh copy.
         """
-        shape = (n_items, n_users) if transposed else (n_users, n_items)
+        shape = (n_users, n_items)
+        if self._day_shape != shape:
+            self._sums, self._days, self._day_shape = {}, {}, shape
         acc = self._sums.get(transposed)
-        if acc is None or acc.total.shape != shape:
-            acc = self._sums[transposed] = _CountSum(sp.csr_matrix(shape, dtype=np.int32), [])
+        if acc is None:
+            total = sp.csr_matrix(shape[::-1] if transposed else shape, dtype=np.int32)
+            acc = self._sums[transposed] = _CountSum(total, [])
         live = {id(c) for c in self._chunks}
-        counted = {id(c) for c, _ in acc.counted}
+        counted = {id(c) for c in acc.counted}
         delta = None
-        for c, m in acc.counted:
+        for c in acc.counted:
             if id(c) not in live:
+                m = self._days[id(c)][1]
                 delta = -m if delta is None else delta - m
-        acc.counted = [(c, m) for c, m in acc.counted if id(c) in live]
+        acc.counted = [c for c in acc.counted if id(c) in live]
         for c in self._chunks:
             if id(c) not in counted:
-                rows, cols = c.user[c.click], c.item[c.click]
-                m = _day_counts(cols, rows, shape) if transposed else _day_counts(rows, cols, shape)
+                if id(c) not in self._days:  # one day matrix per chunk, shared by both totals
+                    self._days[id(c)] = (c, _day_counts(c.user[c.click], c.item[c.click], shape))
+                m = self._days[id(c)][1]
                 delta = m if delta is None else delta + m
-                acc.counted.append((c, m))
+                acc.counted.append(c)
         if delta is not None:
-            # integer counts: exact in any order; scipy's sparse add drops the entries that cancel
-            acc.total = acc.total + delta
+            # integer counts: exact in any order; scipy's sparse add drops the entries that cancel.
+            # Transposing the day-sized difference is cheap; transposing the total is not.
+            acc.total = acc.total + (delta.T.tocsr() if transposed else delta)
+        needed = live | {id(c) for other in self._sums.values() for c in other.counted}
+        self._days = {key: day for key, day in self._days.items() if key in needed}
         return acc.total.astype(np.float32)
 
     def impressions(self) -> dict[str, np.ndarray]:
@@ -160,10 +172,10 @@ class LogWindow:
 
 @dataclass
 class _CountSum:
-    """The summed int32 counts and the chunks (by identity) with their day matrices in it."""
+    """The summed int32 counts and the chunks summed into them."""
 
     total: sp.csr_matrix
-    counted: list[tuple[DayChunk, sp.csr_matrix]]
+    counted: list[DayChunk]
 
 
 def _day_counts(user: np.ndarray, item: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
