@@ -97,13 +97,15 @@ class Population:
     def advance(self, t: float, rng: np.random.Generator) -> None:
         """Move tastes and satiation to day ``t`` (called once per day, before the round).
 
-        Stable users take a log-normal random-walk step of size ``drift_sigma`` (always drawn,
-        so the stream stays aligned across policies); satiation decays by ``exp(-1/tau)``.
+        Stable users take a log-normal random-walk step of size ``drift_sigma``; satiation
+        decays by ``exp(-1/tau)``. ``rng`` must be the run's own drift stream (nothing else draws
+        from it, so every policy sees the same walk; with ``drift_sigma = 0``, fixed for a run,
+        no step is drawn at all).
         """
         c = self.cfg
         stable = ~self.alternating
-        step = rng.standard_normal(self.taste.shape, dtype=np.float32)
         if c.drift_sigma > 0:
+            step = rng.standard_normal(self.taste.shape, dtype=np.float32)
             walked = self.taste[stable] * np.exp(c.drift_sigma * step[stable])
             self.taste[stable] = walked / walked.sum(axis=1, keepdims=True)
         if self.alternating.any():
