@@ -53,7 +53,7 @@ def group_count(m, k):  # pragma: no cover - compiled
     """``B``, the number of strided groups for a row of ``m`` columns and a top ``k``: ~``m/48``
     (measured best on real ALS scores at 5k–100k columns: fewer groups cost more candidates,
     more groups a longer first quickselect), at least ``4k``, a multiple of 16 (whole vectors).
-    A row shorter than ``2B`` is selected without groups (``select_row`` checks)."""
+    A row shorter than ``2B`` is selected without groups (:func:`select_set` checks)."""
     b = (m // 48 + 15) // 16 * 16
     kb = (4 * k + 15) // 16 * 16
     return b if b > kb else kb
