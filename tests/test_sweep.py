@@ -109,3 +109,25 @@ def test_dead_worker_and_bad_address_are_named(tmp_path, monkeypatch):
         run_experiment(
             cfg, tmp_path / "other", progress=False, figures=False, dask_scheduler="tcp://127.0.0.1:1"
         )
+
+
+def test_a_scheduler_that_stalls_or_answers_garbage_is_one_clear_error(monkeypatch):
+    """An address that accepts TCP but is no Dask scheduler: a stalled handshake hits the
+    deadline, a garbage answer's arbitrary error (a MemoryError) becomes the same message."""
+    import time
+
+    from simulator.engine import runner
+
+    class Stalls:
+        def __init__(self, address, timeout):
+            time.sleep(5)
+
+    class Garbage:
+        def __init__(self, address, timeout):
+            raise MemoryError("Unable to allocate 3.07 EiB")
+
+    monkeypatch.setattr(runner, "DASK_CONNECT_TIMEOUT", 0.2)
+    with pytest.raises(ResultsError, match=r"at 'tcp://h:1': no Dask handshake within 0 s"):
+        runner._connect_dask(Stalls, "tcp://h:1")
+    with pytest.raises(ResultsError, match=r"at 'tcp://h:2': MemoryError: Unable to allocate"):
+        runner._connect_dask(Garbage, "tcp://h:2")

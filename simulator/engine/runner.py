@@ -35,6 +35,7 @@ import os
 import platform
 import shutil
 import subprocess
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -707,15 +708,50 @@ def _run_pool(data, todo: list[Cell], run_dir: Path, workers: int, done) -> dict
     return failures
 
 
+#: Seconds to connect to a Dask scheduler, handshake included.
+DASK_CONNECT_TIMEOUT = 30.0
+
+
+def _connect_dask(client_cls, address: str):
+    """A ``distributed.Client`` for ``address``, or a ResultsError naming it.
+
+    The connection runs in a daemon thread with a deadline: a server that accepts the TCP
+    connection but does not speak Dask's protocol (an HTTP server, say) can stall the handshake
+    past the client's own timeout, and one that answers with other bytes makes it fail with
+    arbitrary errors (a MemoryError for a garbage message length) — each becomes one message.
+    """
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_cls(address, timeout="10s")
+        except BaseException as err:  # reported below, in the caller's thread
+            box["error"] = err
+
+    thread = threading.Thread(target=connect, name="recloop-dask-connect", daemon=True)
+    thread.start()
+    thread.join(DASK_CONNECT_TIMEOUT)
+    if thread.is_alive():
+        raise ResultsError(
+            f"cannot reach the Dask scheduler at {address!r}: no Dask handshake within "
+            f"{DASK_CONNECT_TIMEOUT:.0f} s (is it a Dask scheduler's address, e.g. tcp://host:8786?)"
+        )
+    if "error" in box:
+        err = box["error"]
+        if isinstance(err, KeyboardInterrupt):
+            raise err
+        raise ResultsError(
+            f"cannot reach the Dask scheduler at {address!r}: {type(err).__name__}: {err}"
+        ) from None
+    return box["client"]
+
+
 def _run_dask(data, todo: list[Cell], run_dir: Path, address: str, done) -> dict[str, str]:
     try:
         from distributed import Client, as_completed
     except ImportError as err:  # pragma: no cover - dask is a declared dependency
         raise ResultsError(f"--dask-scheduler needs dask.distributed: {err}") from None
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as err:
-        raise ResultsError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
+    client = _connect_dask(Client, address)
     failures: dict[str, str] = {}
     with client:
         futures = {

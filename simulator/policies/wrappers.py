@@ -328,9 +328,9 @@ def boltzmann_logits(scores: np.ndarray, temperature: float) -> np.ndarray:
     """Log-weights ``s / T`` as float32, finite at any temperature.
 
     Plackett–Luce is shift-invariant, so ``s / T`` is used as is when it fits float32. Otherwise
-    (``|s|/T > 3.4e38``) the rows are shifted by their maximum first, ``(s − max_row s)/T``, and a
-    quotient that still overflows is clamped to the most negative finite float32: its weight is
-    then 0 to float32 precision, as it truly is.
+    (``|s|/T > 3.4e38``) the rows are shifted by their maximum first, ``(s − max_row s)/T``; a row
+    whose range still overflows is divided by the smallest temperature at which it fits instead,
+    which keeps every item's order (its weights are 0 or 1 to float32 precision either way).
     """
     s = np.asarray(scores, dtype=np.float32)
     inv = 1.0 / float(temperature)
@@ -339,6 +339,12 @@ def boltzmann_logits(scores: np.ndarray, temperature: float) -> np.ndarray:
             z = s * np.float32(inv)
         if np.isfinite(z).all():
             return z
-    with np.errstate(over="ignore"):
-        z = (s - s.max(axis=1, keepdims=True)) / np.float32(temperature)
-    return np.maximum(z, np.finfo(np.float32).min, out=z)
+    # Shift each row by its maximum: d ≤ 0. A quotient d/T beyond float32 would be clamped (and
+    # T below float32's range rounds to 0: 0/0 at the maximum), which would tie every item after
+    # the first; instead the row divides by max(T, T_row), the smallest temperature at which its
+    # whole range fits float32. Below T_row every gap is already ≥ 1e38 nats wide (probability
+    # 0 to float32 precision), so the ordering — all that is left of Plackett–Luce — is exact.
+    d = (s - s.max(axis=1, keepdims=True)).astype(np.float64)
+    t_row = -d.min(axis=1, keepdims=True) / (0.5 * float(np.finfo(np.float32).max))
+    z = d / np.maximum(float(temperature), t_row)
+    return z.astype(np.float32)
