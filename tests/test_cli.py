@@ -101,9 +101,14 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
     assert proc.returncode == 130, err  # 0 would mean the run finished before the interrupt
     assert "rerun the same command" in err
     assert 1 <= len(finished) < 12
+    manifest = json.loads((out / "manifest.json").read_text())  # says what is kept
+    assert manifest["status"] == "interrupted"
+    assert len(manifest["missing_cells"]) == 12 - len(finished)
+    assert sum(manifest["cells_by_git_commit"].values()) == len(finished)
     res = _run("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
     assert res.returncode == 0, res.stderr
     assert f"({12 - len(finished)} computed, {len(finished)} already finished)" in res.stdout
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     for name, stamp in finished.items():  # finished cells were not recomputed
         assert (out / "cells" / name / "cell.json").stat().st_mtime_ns == stamp
     assert not list((out / "cells").glob(".tmp-*"))

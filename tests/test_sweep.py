@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -100,9 +101,12 @@ def test_dead_worker_and_bad_address_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("RECLOOP_FAULT_CELL", victim)
     with pytest.raises(ResultsError, match=rf"{victim}: its worker process died"):
         run_experiment(cfg, tmp_path / "run", workers=2, progress=False, figures=False)
-    # cells that finished before the crash are kept
+    # cells that finished before the crash are kept, and the manifest says which are missing
     monkeypatch.delenv("RECLOOP_FAULT_CELL")
     kept = list((tmp_path / "run" / "cells").glob("*/cell.json"))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and victim in manifest["missing_cells"]
+    assert len(manifest["missing_cells"]) == len(plan_cells(cfg)) - len(kept)
     again = run_experiment(cfg, tmp_path / "run", workers=2, progress=False, figures=False)
     assert len(again.computed) == len(again.cells) - len(kept)
     with pytest.raises(ResultsError, match=r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:1'"):

@@ -608,6 +608,7 @@ def run_experiment(
         else:
             failures = _run_pool(data, todo, run_dir, workers, done)
     except KeyboardInterrupt:
+        _write_manifest_quietly(run_dir, folder, folder_cells, status="interrupted")
         n_done = sum(cell_done(run_dir, c) for c in chosen)
         raise RunInterrupted(
             f"interrupted: {n_done} of {len(chosen)} cells are finished and kept in {run_dir}; "
@@ -616,6 +617,7 @@ def run_experiment(
     finally:
         bar.close()
     if failures:
+        _write_manifest_quietly(run_dir, folder, folder_cells, status="failed")
         n_done = sum(cell_done(run_dir, c) for c in chosen)
         lines = "\n".join(f"  {name}: {msg}" for name, msg in failures.items())
         raise ResultsError(
@@ -811,6 +813,16 @@ def _cells_by_commit(run_dir: Path, cells: list[Cell]) -> dict[str, int]:
                 key = "unreadable"
             out[key] = out.get(key, 0) + 1
     return out
+
+
+def _write_manifest_quietly(run_dir: Path, config: ExperimentConfig, cells: list[Cell], status: str) -> None:
+    """:func:`_write_manifest` on the way out of a stopped run: its ``missing_cells`` and
+    ``cells_by_git_commit`` then say what is kept. A second Ctrl-C or a full disk here must not
+    hide why the run stopped, so an error writing it is dropped (the old manifest stays whole)."""
+    try:
+        _write_manifest(run_dir, config, cells, status)
+    except (OSError, KeyboardInterrupt):
+        pass
 
 
 def _write_manifest(run_dir: Path, config: ExperimentConfig, cells: list[Cell], status: str) -> None:
