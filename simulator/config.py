@@ -162,7 +162,11 @@ class ClickModelSection(_Section):
 class SimulationSection(_Section):
     """``[simulation]``: slates, retraining cadence, log."""
 
-    slate_size: PosInt = Field(10, description="K, items per slate (<= catalog.n_items)")
+    slate_size: PosInt = Field(
+        10,
+        ge=2,
+        description="K, items per slate (2 <= K <= catalog.n_items: intra-list diversity needs pairs)",
+    )
     retrain_every_days: PosInt = Field(1, description="retrain cadence of model policies")
     train_window_days: PosInt = Field(30, description="days of log a retrain sees")
     log_fraction: Fraction = Field(1.0, description="share of sessions written to the Parquet log")
@@ -517,7 +521,12 @@ def config_reference() -> str:
                     if getattr(m, attr, None) is not None:
                         rules.append(f"{sym} {getattr(m, attr)}")
             allowed = ", ".join(rules) or _type_name(f.annotation)
-            default = "required" if f.is_required() else f"`{f.default!r}`"
+            if f.is_required():
+                default = "required"
+            elif f.default_factory is not None:  # e.g. an empty table: show what it makes
+                default = f"`{f.default_factory()!r}`"
+            else:
+                default = f"`{f.default!r}`"
             out.append(f"| `{key}` | {default} | {allowed} | {f.description or ''} |")
         out.append("")
     return "\n".join(out)
