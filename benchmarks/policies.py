@@ -9,8 +9,8 @@ not depend on how well the model fits), then serves one round to the active user
 (``P(active) = 1 − e^(−activity)``, ~55% of users at the default activity) ``--reps`` times.
 The reps interleave the policies (greedy, A, B, …, greedy, A, B, …), so a drift of the shared
 machine's speed hits every policy alike. Reported per policy: user-rounds/s of ``recommend``
-(best of the reps; the median is in the JSON), its ratio to greedy's,
-the time of one ``update`` (bandits learn online) and the peak of memory *allocated during one
+(best of the reps, after an untimed warm-up that compiles the kernels; the median is in the
+JSON), its ratio to greedy's, the time of one ``update`` (bandits learn online) and the peak of memory *allocated during one
 recommend* (tracemalloc, a separate call), against the size of one dense float32 users × items
 matrix — the chunked policies stay far below it. One BLAS and kernel thread, like the runner's
 workers.
@@ -20,11 +20,14 @@ Each size runs in its own process.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
 import time
 import tracemalloc
+
+from _args import policy_names, positive_int, sizes
 
 DEFAULT_POLICIES = (
     "greedy",
@@ -87,6 +90,13 @@ def _bench_size(
             policy.reset(view, np.random.default_rng(4))
             policy.fit(window)
             fitted[name] = (policy, time.perf_counter() - t)
+        # warm-up on a copy: a recommend and an update of a few users compile (or load from
+        # numba's cache) the policy's kernels, so that no rep times the JIT
+        for policy, _ in fitted.values():
+            twin = copy.deepcopy(policy)
+            few = users[:64]
+            warm = twin.recommend(few, 10, np.random.default_rng(1))
+            twin.update(few, warm, clicks.simulate(pop.relevance(few, warm.items), np.random.default_rng(2)))
         times: dict[str, list[float]] = {name: [] for name in policies}
         slates = {}
         for r in range(reps):
@@ -128,19 +138,20 @@ def _bench_size(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="10000x5000,100000x10000", help="USERSxITEMS,...")
-    ap.add_argument("--policies", default=",".join(DEFAULT_POLICIES))
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--iterations", type=int, default=2, help="ALS sweeps of the fit on the history")
-    ap.add_argument("--history-days", type=int, default=7)
-    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", type=sizes, default="10000x5000,100000x10000", help="USERSxITEMS,...")
+    ap.add_argument("--policies", type=policy_names, default=",".join(DEFAULT_POLICIES))
+    ap.add_argument("--reps", type=positive_int, default=5)
+    ap.add_argument("--iterations", type=positive_int, default=2, help="ALS sweeps of the fit on the history")
+    ap.add_argument("--history-days", type=positive_int, default=7)
+    ap.add_argument("--one", type=sizes, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = args.policies
     if args.one:
-        n, m = (int(x) for x in args.one.split("x"))
+        n, m = args.one[0]
         _bench_size(n, m, policies, args.reps, args.iterations, args.history_days)
         return
-    for size in args.sizes.split(","):
+    for n_users, n_items in args.sizes:
+        size = f"{n_users}x{n_items}"
         cmd = [
             sys.executable,
             __file__,

@@ -34,6 +34,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from _args import policy_names, positive_int, sizes
+
 
 def _scoring_gemm_s(n_users: int, n_items: int, n_active: int, threads: int, factors: int = 32) -> float:
     """Time of the bare float32 scoring GEMM of one round: ``U[active] @ Vᵀ`` (the yardstick of
@@ -135,20 +137,28 @@ def _bench_one(n_users: int, n_items: int, policy: str, rounds: int, regret: boo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", default="10000x5000,100000x10000", help="USERSxITEMS,...")
-    ap.add_argument("--policy", default="greedy", help="a policy, or several: a,b,... (ratios to the first)")
-    ap.add_argument("--reps", type=int, default=1, help="runs per policy (best reported), interleaved")
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--sizes", type=sizes, default="10000x5000,100000x10000", help="USERSxITEMS,...")
+    ap.add_argument(
+        "--policy",
+        type=policy_names,
+        default="greedy",
+        help="a policy, or several: a,b,... (ratios to the first)",
+    )
+    ap.add_argument(
+        "--reps", type=positive_int, default=1, help="runs per policy (best reported), interleaved"
+    )
+    ap.add_argument("--rounds", type=positive_int, default=20)
     ap.add_argument("--no-regret", action="store_true", help="skip the per-round oracle slate")
-    ap.add_argument("--threads", type=int, default=1, help="compiled-kernel and scoring threads")
-    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=positive_int, default=1, help="compiled-kernel and scoring threads")
+    ap.add_argument("--one", type=sizes, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        n, m = (int(x) for x in args.one.split("x"))
-        print(json.dumps(_bench_one(n, m, args.policy, args.rounds, not args.no_regret, args.threads)))
+        (n, m), policy = args.one[0], args.policy[0]
+        print(json.dumps(_bench_one(n, m, policy, args.rounds, not args.no_regret, args.threads)))
         return
-    policies = [p.strip() for p in args.policy.split(",") if p.strip()]
-    for size in args.sizes.split(","):
+    policies = args.policy
+    for n_users, n_items in args.sizes:
+        size = f"{n_users}x{n_items}"
         best: dict[str, dict] = {}
         for _ in range(args.reps):
             for policy in policies:
