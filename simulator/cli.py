@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (config, arguments, results folder), 130 inte
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import warnings
@@ -95,6 +96,10 @@ def run(
             def only(cell) -> bool:  # the folder's tables still cover every finished cell
                 return cell.policy in wanted
 
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", run_name):
+            raise RecloopError(
+                f"--run: a folder name of letters, digits, _ . - (not starting with a dot); got {run_name!r}"
+            )
         run_dir = out or Path("results") / cfg.experiment.name / run_name
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)

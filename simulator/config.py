@@ -44,7 +44,9 @@ class _Section(BaseModel):
 class ExperimentSection(_Section):
     """``[experiment]``: what the run is and how many days and seeds it covers."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="folder name under results/")
+    # a folder name: letters, digits, _ . -, not starting with a dot ("." and ".." would leave
+    # results/, a leading dot would hide the folder)
+    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="folder name under results/")
     description: str = Field("", description="scenario text for the report")
     seeds: list[Annotated[int, Field(ge=0, lt=2**63, strict=True)]] = Field(
         default=[0], min_length=1, description="one run per seed and policy (unique, >= 0)"

@@ -254,3 +254,23 @@ def test_subset_runs_keep_the_folder_whole(tmp_path):
     res = _run(*base, "--seeds", "-1")  # a bad seed: exit 2 before anything runs, naming the key
     assert res.returncode == 2 and "experiment.seeds" in res.stderr
     assert json.loads((out / "manifest.json").read_text())["status"] == "partial"
+
+
+def test_results_never_land_outside_a_results_folder(tmp_path):
+    """`..` as a run or experiment name, an unrelated non-empty --out (e.g. `.` in a source tree)
+    and an --out the system will not create are refused before anything runs, exit code 2."""
+    cfg = _write_config(tmp_path / "c.toml", tiny_config_data(policies={"random": {}}))
+    unrelated = tmp_path / "src"
+    unrelated.mkdir()
+    (unrelated / "keep.py").write_text("x = 1\n")
+    cases = [
+        (["--run", ".."], "--run: a folder name"),
+        (["--set", "experiment.name=.."], "experiment.name: String should match pattern"),
+        (["--out", str(unrelated)], "it is a folder with other files and no recloop results"),
+        (["--out", "/proc/recloop-no"], "cannot write results to /proc/recloop-no"),
+    ]
+    for args, message in cases:
+        res = _run("run", str(cfg), "--quiet", *args, cwd=tmp_path)
+        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
+    assert sorted(p.name for p in unrelated.iterdir()) == ["keep.py"]
+    assert not (tmp_path / "results").exists()

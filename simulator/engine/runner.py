@@ -563,12 +563,20 @@ def run_experiment(
     folder = _with_seeds(config, [*config.experiment.seeds, *extra])
     folder_cells = plan_cells(folder)
     _warn_other_code(run_dir, check_resumable(run_dir, folder, folder_cells), _process_code_version())
+    if run_dir.is_dir() and not ((run_dir / "manifest.json").exists() or (run_dir / "cells").is_dir()):
+        if any(run_dir.iterdir()):  # e.g. --out . in a source tree: results would mix in
+            raise ResultsError(
+                f"cannot write results to {run_dir}: it is a folder with other files and no "
+                "recloop results (no manifest.json); choose a new or empty folder"
+            )
     try:
         (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ResultsError(
             f"cannot write results to {run_dir}: it or a parent is a file, not a folder"
         ) from None
+    except OSError as err:  # read-only, permission denied, a path /proc will not take, ...
+        raise ResultsError(f"cannot write results to {run_dir}: {err.strerror or err}") from None
     for stale in (run_dir / "cells").glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     chosen = [c for c in cells if only is None or only(c)]
