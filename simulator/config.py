@@ -100,7 +100,9 @@ class UsersSection(_Section):
     activity_median: Annotated[float, Field(gt=0, le=50)] = Field(
         0.7, description="median sessions per day (lognormal across users)"
     )
-    activity_sigma: NonNegFloat = Field(1.0, description="sigma of log activity")
+    activity_sigma: NonNegFloat = Field(
+        1.0, le=10, description="sigma of log activity (<= 10: e^(10·z) already spans 1e-40 to 1e40)"
+    )
     alternating_share: Fraction = Field(
         0.2, description="share of users whose interest alternates between two genres"
     )

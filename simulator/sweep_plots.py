@@ -84,9 +84,14 @@ def plot_final_vs_parameter(final: pd.DataFrame, keys: list[str], palette: dict)
             ax = axes[r * rows_per_key + c // ncols][c % ncols]
             sub = final[final["metric"] == metric]
             # one series per policy and combination of the *other* swept values (never pooled)
-            for s, ((policy, *rest), rows) in enumerate(
-                sub.groupby(["policy", *others], dropna=False, sort=False)
-            ):
+            # one line style per combination of the other keys' values, the same for every
+            # policy (drift = 0 is solid for all of them)
+            combos = (
+                {tuple(str(v) for v in r) for r in sub[others].itertuples(index=False)} if others else set()
+            )
+            style_of = {combo: i for i, combo in enumerate(sorted(combos))}
+            for (policy, *rest), rows in sub.groupby(["policy", *others], dropna=False, sort=False):
+                s = style_of.get(tuple(str(v) for v in rest), 0)
                 color = palette.get(policy)
                 tag = ", ".join(f"{k}={v}" for k, v in zip(others, rest, strict=True) if v == v)
                 label = f"{policy} ({tag})" if tag else policy

@@ -73,3 +73,23 @@ def test_sweep_figures_wrap_their_panels_at_three_per_row():
     assert [ax.get_title() for ax in shown] == [f"catalog.n_items = {n}" for n in range(7)]
     assert len(fig.axes) == 9 and fig.get_size_inches()[0] <= 3.8 * PANEL_COLUMNS + 1e-9
     plt.close(fig)
+
+
+def test_a_swept_value_has_one_line_style_across_policies():
+    from simulator.sweep_plots import plot_final_vs_parameter
+
+    keys = ["users.satiation_strength", "users.drift_sigma"]
+    rows = [
+        (pol, sat, d, seed, "gini", sat + d)
+        for pol in ("greedy", "eps5")
+        for d in ((0.05, 0.0) if pol == "eps5" else (0.0, 0.05))  # groups met in other orders
+        for sat in (0.0, 1.0)
+        for seed in (0, 1)
+    ]
+    final = pd.DataFrame(rows, columns=["policy", *keys, "seed", "metric", "value"])
+    fig = plot_final_vs_parameter(final, keys, {"greedy": "C0", "eps5": "C1"})
+    ax = fig.axes[0]  # gini against satiation, one line per policy and drift value
+    styles = {c.get_label(): c.lines[0].get_linestyle() for c in ax.containers}  # errorbar lines
+    assert styles["greedy (users.drift_sigma=0.0)"] == styles["eps5 (users.drift_sigma=0.0)"]
+    assert styles["greedy (users.drift_sigma=0.05)"] == styles["eps5 (users.drift_sigma=0.05)"]
+    assert styles["greedy (users.drift_sigma=0.0)"] != styles["greedy (users.drift_sigma=0.05)"]
