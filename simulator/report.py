@@ -597,6 +597,14 @@ def _what_happened(summary: pd.DataFrame, policies: Sequence[str]) -> str:
 
     lines = []
     for p in policies:
+        if ("n_active", p) in summary.index:
+            r = summary.loc[("n_active", p)]
+            if r["first_mean"] == 0 and r["last_mean"] == 0:  # nothing to measure: say so
+                lines.append(
+                    f"- Under **{p}**, no user was active in the first or the last week, so there "
+                    "is nothing to measure (is `users.activity_median` too low?)."
+                )
+                continue
         parts = [
             clause("gini", p, "the Gini of exposure", relative=False),
             clause("coverage", p, "catalog coverage", relative=True),

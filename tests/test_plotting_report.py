@@ -418,3 +418,27 @@ def test_tradeoff_with_equal_seeds_whose_mean_rounds_past_them():
     ]
     df = pd.DataFrame(rows, columns=["round", "time", "policy", "seed", "metric", "value"])
     plt.close(plot_tradeoff(df, ys=("ctr",)))
+
+
+def test_report_says_when_no_user_was_active_instead_of_a_flat_gini():
+    import pandas as pd
+
+    from simulator.report import _what_happened
+
+    idx = pd.MultiIndex.from_tuples(
+        [("n_active", "idle"), ("gini", "idle"), ("n_active", "busy"), ("gini", "busy")],
+        names=["metric", "policy"],
+    )
+    summary = pd.DataFrame(
+        {
+            "first_mean": [0.0, 0.0, 50.0, 0.5],
+            "last_mean": [0.0, 0.0, 50.0, 0.9],
+            "change_mean": [0.0, 0.0, 0.0, 0.4],
+            "rel_change": [float("nan"), float("nan"), 0.0, 0.8],
+            "n_seeds": [1, 1, 1, 1],
+        },
+        index=idx,
+    )
+    text = _what_happened(summary, ["idle", "busy"])
+    assert "Under **idle**, no user was active" in text and "idle**, the Gini" not in text
+    assert "Under **busy**, the Gini of exposure rose from 0.5" in text
