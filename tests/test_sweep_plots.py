@@ -79,8 +79,11 @@ def test_a_swept_value_has_one_line_style_across_policies():
     from simulator.sweep_plots import plot_final_vs_parameter
 
     keys = ["users.satiation_strength", "users.drift_sigma"]
+    from simulator.sweep_plots import HEADLINE
+
     rows = [
-        (pol, sat, d, seed, "gini", sat + d)
+        (pol, sat, d, seed, metric, sat + d)
+        for metric in HEADLINE  # every headline panel, as a real sweep draws
         for pol in ("greedy", "eps5")
         for d in ((0.05, 0.0) if pol == "eps5" else (0.0, 0.05))  # groups met in other orders
         for sat in (0.0, 1.0)
