@@ -1,6 +1,7 @@
 """The ``recloop`` command line (typer).
 
-Exit codes: 0 success, 2 bad input (config, arguments, results folder), 130 interrupted.
+Exit codes: 0 success, 2 bad input (config, arguments, results folder), 130 interrupted (143
+after a SIGTERM to ``recloop run``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ def _fail(err: Exception, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_TERMINATED = {"sigterm": False}
+
+
 def _sigterm_as_interrupt(signum, frame):
-    """SIGTERM handled like Ctrl-C: workers and servers are stopped, finished work kept."""
+    """SIGTERM handled like Ctrl-C: workers and servers are stopped, finished work kept (the
+    exit code is then 143, the shell's 128 + SIGTERM, rather than Ctrl-C's 130)."""
+    _TERMINATED["sigterm"] = True
     raise KeyboardInterrupt
+
+
+def _interrupt_code() -> int:
+    return 143 if _TERMINATED["sigterm"] else 130
 
 
 def _parse_list(text: str | None, what: str) -> list[str] | None:
@@ -116,11 +126,11 @@ def run(
                 for w in caught:  # the runner's warnings, as plain lines (not Python's format)
                     typer.echo(f"warning: {w.message}", err=True)
     except RunInterrupted as err:
-        _fail(err, 130)
+        _fail(err, _interrupt_code())
     except RecloopError as err:
         _fail(err)
     except KeyboardInterrupt:
-        _fail(RecloopError("interrupted; finished cells are kept, rerun the same command"), 130)
+        _fail(RecloopError("interrupted; finished cells are kept, rerun the same command"), _interrupt_code())
     finally:
         signal.signal(signal.SIGTERM, previous)
     typer.echo(

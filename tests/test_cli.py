@@ -73,7 +73,8 @@ def test_missing_and_malformed_files_exit_2(tmp_path):
     assert res.returncode == 2 and "'a' is not an integer" in res.stderr
 
 
-def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path, sig, code):
     # 12 cells of ~1 s each: the signal lands after the first while ~11 s of work remain
     data = tiny_config_data(
         experiment={"n_rounds": 30, "seeds": list(range(12))},
@@ -95,10 +96,10 @@ def test_interrupt_keeps_finished_cells_and_rerun_resumes(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "cells").glob("*/cell.json"))) < 1:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")}
-    assert proc.returncode == 130, err  # 0 would mean the run finished before the interrupt
+    assert proc.returncode == code, err  # 0 would mean the run finished before the interrupt
     assert "rerun the same command" in err
     assert 1 <= len(finished) < 12
     manifest = json.loads((out / "manifest.json").read_text())  # says what is kept
