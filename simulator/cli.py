@@ -178,9 +178,10 @@ def list_policies() -> None:
 
     from simulator.policies import POLICIES
 
+    width = max(len(name) for name in POLICIES)
     for name, cls in sorted(POLICIES.items()):
         params = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls))
-        typer.echo(f"{name:12s} {params}")
+        typer.echo(f"{name:{width}s}  {params}")
 
 
 @app.command()

@@ -147,6 +147,9 @@ def test_kill_keeps_finished_cells(tmp_path):
 def test_policies_and_validate_commands(tmp_path):
     res = _run("policies")
     assert res.returncode == 0 and "greedy" in res.stdout and "factors=32" in res.stdout
+    lines = [line for line in res.stdout.splitlines() if len(line.split()) > 1]  # with parameters
+    starts = {len(line) - len(line.split(maxsplit=1)[1]) for line in lines}  # one column
+    assert len(starts) == 1, res.stdout
     cfg = _write_config(tmp_path / "c.toml", tiny_config_data())
     res = _run("validate", str(cfg), "--set", "users.n_users=123")
     assert res.returncode == 0 and json.loads(res.stdout)["users"]["n_users"] == 123
