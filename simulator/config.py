@@ -467,7 +467,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         Missing file, malformed TOML, or any invalid key (named in the message).
     """
     data = read_toml(path, "config file")
-    return parse_config(apply_overrides(data, overrides or []), source=str(path))
+    # an error an override caused is not the file's: say that overrides were applied
+    source = f"{path} with overrides ({', '.join(overrides)})" if overrides else str(path)
+    return parse_config(apply_overrides(data, overrides or []), source=source)
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:

@@ -278,3 +278,11 @@ def test_results_never_land_outside_a_results_folder(tmp_path):
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
     assert sorted(p.name for p in unrelated.iterdir()) == ["keep.py"]
     assert not (tmp_path / "results").exists()
+
+
+def test_an_error_an_override_caused_says_overrides_were_applied(tmp_path):
+    cfg = _write_config(tmp_path / "c.toml", tiny_config_data())
+    res = _run("validate", str(cfg), "--set", "users.n_users=-5")
+    assert res.returncode == 2
+    assert f"invalid config {cfg} with overrides (users.n_users=-5):" in res.stderr
+    assert "users.n_users: Input should be greater than 0; got -5" in res.stderr
