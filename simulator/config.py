@@ -295,6 +295,11 @@ class ExperimentConfig(_Section):
             raise ValueError(
                 f"simulation.slate_size must be <= catalog.n_items ({self.catalog.n_items}); got {k}"
             )
+        if self.users.alternating_share > 0 and self.catalog.n_genres < 2:
+            raise ValueError(
+                "users.alternating_share must be 0 when catalog.n_genres = 1 (an alternating user "
+                f"swaps between two genres); got {self.users.alternating_share}"
+            )
         exam = self.click_model.examination
         if exam is not None and len(exam) != k:
             raise ValueError(f"click_model.examination must have slate_size = {k} entries; got {len(exam)}")

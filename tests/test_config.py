@@ -28,6 +28,7 @@ BAD = [
     ("click_model.eta", -1.0, r"click_model\.eta: Input should be greater than or equal to 0"),
     ("simulation.slate_size", 1000, r"slate_size must be <= catalog\.n_items \(300\); got 1000"),
     ("simulation.slate_size", 1, r"simulation\.slate_size: Input should be greater than or equal to 2"),
+    ("catalog.n_genres", 1, r"users\.alternating_share must be 0 when catalog\.n_genres = 1"),
     ("simulation.log_fraction", 1.5, r"simulation\.log_fraction: Input should be less than or equal to 1"),
     ("users.n_userz", 5, r"users\.n_userz: unknown key \(did you mean 'n_users'\?\)"),
     ("bogus_section.x", 1, r"bogus_section: unknown key"),
