@@ -334,6 +334,12 @@ def _format_errors(err: ValidationError, source: str) -> ConfigError:
                 msg += _suggest(str(e["loc"][-1]), parent.model_fields)
         elif e["type"] == "missing":
             msg = "required key is missing"
+        elif e["loc"][:1] == ("sweep",) and len(e["loc"]) == 3 and isinstance(e.get("input"), dict):
+            # an unquoted dotted key (sweep.grid.users.n_users) nests a table instead of naming it
+            msg += (
+                f'; a swept key is one quoted key: "{e["loc"][2]}.<key>" = [...] under [sweep.'
+                f'{e["loc"][1]}] (with --set: sweep.{e["loc"][1]}."{e["loc"][2]}.<key>"=[...])'
+            )
         elif (
             "input" in e
             and e["type"] not in {"model_type", "dict_type"}

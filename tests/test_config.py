@@ -123,3 +123,11 @@ def test_experiment_configs_validate():
 def test_values_that_pass_a_range_check_but_break_a_run_are_refused(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(apply_overrides(tiny_config_data(), [override]))
+
+
+def test_an_unquoted_swept_key_gets_a_hint_to_quote_it():
+    data = apply_overrides(tiny_config_data(), ["sweep.grid.users.n_users=[100, 200]"])
+    with pytest.raises(
+        ConfigError, match=r'sweep\.grid\.users: .*a swept key is one quoted key: "users\.<key>"'
+    ):
+        parse_config(data)
