@@ -85,7 +85,7 @@ def run(
     ] = None,
 ) -> None:
     """Run every (policy, seed[, sweep point]) cell of CONFIG; resumes finished cells on rerun."""
-    from simulator.config import load_config
+    from simulator.config import FOLDER_NAME, load_config
     from simulator.engine.runner import RunInterrupted, run_experiment
 
     # SIGTERM (kill, a scheduler's timeout) stops the pool's workers like Ctrl-C does
@@ -106,7 +106,7 @@ def run(
             def only(cell) -> bool:  # the folder's tables still cover every finished cell
                 return cell.policy in wanted
 
-        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", run_name):
+        if not re.match(FOLDER_NAME, run_name):
             raise RecloopError(
                 f"--run: a folder name of letters, digits, _ . - (not starting with a dot); got {run_name!r}"
             )

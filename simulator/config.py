@@ -22,6 +22,9 @@ from simulator.errors import ConfigError
 
 # strict: a boolean is not a count (`true` would otherwise be read as 1)
 PosInt = Annotated[int, Field(gt=0, strict=True)]
+#: A results folder name (experiment name, ``--run``): letters, digits, _ . -, not starting with
+#: a dot ("." and ".." would leave results/, a leading dot would hide the folder).
+FOLDER_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
@@ -44,9 +47,7 @@ class _Section(BaseModel):
 class ExperimentSection(_Section):
     """``[experiment]``: what the run is and how many days and seeds it covers."""
 
-    # a folder name: letters, digits, _ . -, not starting with a dot ("." and ".." would leave
-    # results/, a leading dot would hide the folder)
-    name: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$", description="folder name under results/")
+    name: str = Field(pattern=FOLDER_NAME, description="folder name under results/")
     description: str = Field("", description="scenario text for the report")
     seeds: list[Annotated[int, Field(ge=0, lt=2**63, strict=True)]] = Field(
         default=[0], min_length=1, description="one run per seed and policy (unique, >= 0)"

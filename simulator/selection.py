@@ -128,8 +128,9 @@ def select_set(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
     gmax = fw[0]
     buf = fw[1]
     cv = fw[2]
-    ci = iw[:m]
-    aux = iw[m:]
+    ci = iw[:m]  # candidate columns
+    aux = iw[m : 2 * m]  # groups reaching t, then the columns = v
+    neg = iw[2 * m : 3 * m]  # quickselect scratch for the tied columns
     b = group_count(m, k)
     n_c = 0
     if 2 * b <= m:
@@ -170,7 +171,6 @@ def select_set(row, k, fw, iw, out_idx, out_val):  # pragma: no cover - compiled
     ties = k - j  # the columns = v that fit: the lowest ones
     lim = m  # every column = v fits
     if n_eq > ties:  # the ties-th lowest column = v, by the same quickselect (no sort: O(n_eq))
-        neg = iw[2 * m : 3 * m]
         for q in range(n_eq):
             ci[q] = -aux[q]
         lim = -kth_largest(ci, n_eq, ties, neg)
